@@ -1,0 +1,108 @@
+// Command farm is latentfarm's single binary: the all-in-one farm, the
+// coordinator, GPU nodes, the user's CLI and the local renderer. Each
+// subcommand lives in its own file, turns flags into its package's Options
+// and calls Run; the logic lives in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand. run parses args itself and returns an error;
+// a *usageError makes the process exit with code 2.
+type command struct {
+	summary string
+	hidden  bool
+	run     func(ctx context.Context, args []string) error
+}
+
+// commands is filled by the init functions of the files in this folder.
+var commands = map[string]command{}
+
+func register(name, summary string, run func(ctx context.Context, args []string) error) {
+	commands[name] = command{summary: summary, run: run}
+}
+
+func registerHidden(name string, run func(ctx context.Context, args []string) error) {
+	commands[name] = command{hidden: true, run: run}
+}
+
+// usageError marks bad flags or arguments: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// parseFlags parses args with fs, turning flag errors into usage errors.
+// fs must use flag.ContinueOnError.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{msg: err.Error()}
+	}
+	return nil
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, "farm: a distributed render farm for Stable Diffusion\n\nusage: farm <command> [flags]\n\ncommands:\n")
+	names := make([]string, 0, len(commands))
+	for name, c := range commands {
+		if !c.hidden {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(os.Stderr, "  %-12s %s\n", name, commands[name].summary)
+	}
+	fmt.Fprintf(os.Stderr, "\nRun 'farm <command> -h' for the flags of a command.\n")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage()
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "farm: unknown command %q\n\n", args[0])
+		usage()
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := c.run(ctx, args[1:])
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "farm %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(os.Stderr, "farm %s: %v\n", args[0], err)
+		return 1
+	}
+}
