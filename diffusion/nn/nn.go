@@ -24,6 +24,13 @@ type Weights interface {
 	Tensor(name string) (*backend.Tensor, error)
 }
 
+// Maker is implemented by weight sources that make tensors to order, such
+// as random initialisation for tests, benchmarks and new tiny models. The
+// Loader asks a Maker for each weight with the shape the model expects.
+type Maker interface {
+	Make(name string, shape []int) (*backend.Tensor, error)
+}
+
 // TensorMap is a Weights held in memory.
 type TensorMap map[string]*backend.Tensor
 
@@ -55,6 +62,13 @@ func (l *Loader) Get(name string, shape ...int) *backend.Tensor {
 	if l.err != nil {
 		return nil
 	}
+	if mk, ok := l.w.(Maker); ok {
+		t, err := mk.Make(name, shape)
+		if err != nil {
+			l.err = err
+		}
+		return t
+	}
 	t, err := l.w.Tensor(name)
 	if err != nil {
 		l.err = err
@@ -67,8 +81,9 @@ func (l *Loader) Get(name string, shape ...int) *backend.Tensor {
 	return t
 }
 
-// Has reports whether the weight exists (for optional weights such as a
-// resnet's shortcut convolution).
+// Has reports whether the weight exists. Use it only to tell alternative
+// naming schemes apart (old VAE attention names); which layers exist follows
+// from the config. A Maker has none of the alternative names.
 func (l *Loader) Has(name string) bool {
 	_, err := l.w.Tensor(name)
 	return err == nil

@@ -1,0 +1,54 @@
+package rng
+
+// Mersenne Twister MT19937 parameters (Matsumoto & Nishimura 1998), as used
+// by at::mt19937 in torch's CPU generator.
+const (
+	mtN         = 624
+	mtM         = 397
+	mtMatrixA   = 0x9908b0df
+	mtUpperMask = 0x80000000
+	mtLowerMask = 0x7fffffff
+)
+
+// mt19937 is the 32-bit Mersenne Twister.
+type mt19937 struct {
+	state [mtN]uint32
+	next  int
+}
+
+// seed initialises the state the way std::mt19937 and at::mt19937 do.
+func (m *mt19937) seed(s uint32) {
+	m.state[0] = s
+	for i := 1; i < mtN; i++ {
+		prev := m.state[i-1]
+		m.state[i] = 1812433253*(prev^(prev>>30)) + uint32(i)
+	}
+	m.next = mtN
+}
+
+// twist regenerates the whole state block.
+func (m *mt19937) twist() {
+	for i := 0; i < mtN; i++ {
+		y := m.state[i]&mtUpperMask | m.state[(i+1)%mtN]&mtLowerMask
+		v := m.state[(i+mtM)%mtN] ^ y>>1
+		if y&1 != 0 {
+			v ^= mtMatrixA
+		}
+		m.state[i] = v
+	}
+	m.next = 0
+}
+
+// uint32 returns the next tempered output.
+func (m *mt19937) uint32() uint32 {
+	if m.next >= mtN {
+		m.twist()
+	}
+	y := m.state[m.next]
+	m.next++
+	y ^= y >> 11
+	y ^= y << 7 & 0x9d2c5680
+	y ^= y << 15 & 0xefc60000
+	y ^= y >> 18
+	return y
+}
