@@ -1,8 +1,10 @@
 // Package cpu is the reference Backend: float32 tensors in Go slices, every
 // operation spread over all cores. It is the numerical reference the other
 // backends are tested against, so clarity of the arithmetic wins over
-// cleverness everywhere except the matrix products. It must never import
-// model code or anything from the farm.
+// cleverness everywhere except the matrix products (OpenBLAS through cgo, a
+// blocked pure-Go kernel without cgo or with -tags noopenblas) and exp
+// (expf, within 1e-7 of math.Exp). It must never import model code or
+// anything from the farm.
 package cpu
 
 import (
@@ -159,6 +161,9 @@ func (c *Backend) Conv2D(x, w, b *backend.Tensor, opt backend.Conv2DOptions) *ba
 		panic(fmt.Sprintf("cpu: Conv2D: input %v too small for kernel %v", x.Shape(), w.Shape()))
 	}
 	xd, wdata := data(x), data(w)
+	if b != nil && b.Len() != cout {
+		panic(fmt.Sprintf("cpu: Conv2D: bias %v for %d outputs", b.Shape(), cout))
+	}
 	res := make([]float32, n*cout*ho*wo)
 	kdim := cin * kh * kw
 	pix := ho * wo
@@ -228,6 +233,9 @@ func (c *Backend) GroupNorm(x, gamma, beta *backend.Tensor, groups int, eps floa
 	spatial := x.Len() / (n * ch)
 	per := ch / groups
 	xd, g, bt := data(x), data(gamma), data(beta)
+	if len(g) != ch || len(bt) != ch {
+		panic(fmt.Sprintf("cpu: GroupNorm: gamma %v, beta %v for %d channels", gamma.Shape(), beta.Shape(), ch))
+	}
 	res := make([]float32, len(xd))
 	c.parallelFor(n*groups, func(lo, hi int) {
 		for ng := lo; ng < hi; ng++ {
@@ -269,6 +277,9 @@ func (c *Backend) LayerNorm(x, gamma, beta *backend.Tensor, eps float32) *backen
 	d := x.Dim(-1)
 	rows := x.Len() / d
 	xd, g, bt := data(x), data(gamma), data(beta)
+	if len(g) != d || len(bt) != d {
+		panic(fmt.Sprintf("cpu: LayerNorm: gamma %v, beta %v for %v", gamma.Shape(), beta.Shape(), x.Shape()))
+	}
 	res := make([]float32, len(xd))
 	c.parallelFor(rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -306,28 +317,17 @@ func (c *Backend) Softmax(x *backend.Tensor) *backend.Tensor {
 }
 
 func softmaxRow(row []float32) {
-	mx := float32(math.Inf(-1))
-	for _, v := range row {
-		if v > mx {
-			mx = v
-		}
-	}
-	var sum float32
-	for i, v := range row {
-		e := float32(math.Exp(float64(v - mx)))
-		row[i] = e
-		sum += e
-	}
-	inv := 1 / sum
+	inv := 1 / expSub(row, rowMax(row))
 	for i := range row {
 		row[i] *= inv
 	}
 }
 
-// Attention implements backend.Backend: per batch item and head, scores are
-// computed for a block of query rows at a time so memory stays bounded.
+// Attention implements backend.Backend: per batch item, head and block of
+// query rows, the scores come from one strided matrix product straight out
+// of q and k, so memory stays bounded and nothing is copied per head.
 func (c *Backend) Attention(q, k, v *backend.Tensor, opt backend.AttentionOptions) *backend.Tensor {
-	if q.Rank() != 3 || k.Rank() != 3 || v.Rank() != 3 || q.Dim(0) != k.Dim(0) || k.Dim(1) != v.Dim(1) || q.Dim(2) != k.Dim(2) || k.Dim(2) != v.Dim(2) {
+	if q.Rank() != 3 || k.Rank() != 3 || v.Rank() != 3 || q.Dim(0) != k.Dim(0) || k.Dim(0) != v.Dim(0) || k.Dim(1) != v.Dim(1) || q.Dim(2) != k.Dim(2) || k.Dim(2) != v.Dim(2) {
 		panic(fmt.Sprintf("cpu: Attention: shapes q %v k %v v %v", q.Shape(), k.Shape(), v.Shape()))
 	}
 	heads := opt.Heads
@@ -340,44 +340,42 @@ func (c *Backend) Attention(q, k, v *backend.Tensor, opt backend.AttentionOption
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	qd, kd, vd := data(q), data(k), data(v)
 	res := make([]float32, bsz*lq*width)
-	const block = 64
+	const block = 32
 	qBlocks := (lq + block - 1) / block
 	c.parallelFor(bsz*heads*qBlocks, func(lo, hi int) {
 		scores := make([]float32, block*lk)
-		kh := make([]float32, lk*dh)
-		vh := make([]float32, lk*dh)
-		qh := make([]float32, block*dh)
-		oh := make([]float32, block*dh)
-		lastBH := -1
+		var sums [block]float32
 		for job := lo; job < hi; job++ {
 			bh, qb := job/qBlocks, job%qBlocks
 			bi, h := bh/heads, bh%heads
-			if bh != lastBH {
-				for j := 0; j < lk; j++ {
-					copy(kh[j*dh:(j+1)*dh], kd[(bi*lk+j)*width+h*dh:][:dh])
-					copy(vh[j*dh:(j+1)*dh], vd[(bi*lk+j)*width+h*dh:][:dh])
-				}
-				lastBH = bh
-			}
 			q0 := qb * block
 			rows := min(block, lq-q0)
-			for i := 0; i < rows; i++ {
-				copy(qh[i*dh:(i+1)*dh], qd[(bi*lq+q0+i)*width+h*dh:][:dh])
+			keys := lk
+			if opt.Causal {
+				keys = min(lk, q0+rows) // later keys are masked for every row
 			}
-			sc := scores[:rows*lk]
-			gemmSerial(false, true, rows, lk, dh, scale, qh[:rows*dh], kh, 0, sc)
+			sc := scores[:rows*keys]
+			qOff := (bi*lq+q0)*width + h*dh
+			kvOff := bi*lk*width + h*dh
+			gemmStrided(true, rows, keys, dh, scale, qd[qOff:], width, kd[kvOff:], width, 0, sc, keys)
+			// The rows of exp(scores - max) are normalised after the product
+			// with v: dh divisions per row instead of keys.
 			for i := 0; i < rows; i++ {
-				row := sc[i*lk : (i+1)*lk]
+				row := sc[i*keys : (i+1)*keys]
 				if opt.Causal {
-					for j := q0 + i + 1; j < lk; j++ {
-						row[j] = float32(math.Inf(-1))
-					}
+					seen := min(q0+i+1, keys)
+					clear(row[seen:])
+					row = row[:seen]
 				}
-				softmaxRow(row)
+				sums[i] = expSub(row, rowMax(row))
 			}
-			gemmSerial(false, false, rows, dh, lk, 1, sc, vh, 0, oh[:rows*dh])
+			gemmStrided(false, rows, dh, keys, 1, sc, keys, vd[kvOff:], width, 0, res[qOff:], width)
 			for i := 0; i < rows; i++ {
-				copy(res[(bi*lq+q0+i)*width+h*dh:][:dh], oh[i*dh:(i+1)*dh])
+				inv := 1 / sums[i]
+				out := res[qOff+i*width:][:dh]
+				for j := range out {
+					out[j] *= inv
+				}
 			}
 		}
 	})

@@ -7,13 +7,13 @@ import (
 	"github.com/latentfarm/latentfarm/diffusion/backend"
 )
 
-func siluf(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
+func siluf(x float32) float32 { return x / (1 + expf(-x)) }
 
 func geluf(x float32) float32 {
 	return float32(0.5 * float64(x) * (1 + math.Erf(float64(x)/math.Sqrt2)))
 }
 
-func quickGeluf(x float32) float32 { return x / (1 + float32(math.Exp(float64(-1.702*x)))) }
+func quickGeluf(x float32) float32 { return x / (1 + expf(-1.702*x)) }
 
 func geluTanhf(x float32) float32 {
 	xf := float64(x)
@@ -239,6 +239,13 @@ func (c *Backend) Slice(x *backend.Tensor, axis, start, end int) *backend.Tensor
 // Permute implements backend.Backend.
 func (c *Backend) Permute(x *backend.Tensor, perm ...int) *backend.Tensor {
 	s := x.Shape()
+	seen := make([]bool, len(s))
+	for _, p := range perm {
+		if p < 0 || p >= len(s) || seen[p] {
+			panic(fmt.Sprintf("cpu: Permute %v of %v", perm, s))
+		}
+		seen[p] = true
+	}
 	if len(perm) != len(s) {
 		panic(fmt.Sprintf("cpu: Permute %v of %v", perm, s))
 	}
