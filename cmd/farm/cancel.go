@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+)
+
+func init() {
+	register("cancel", "cancel a job: pending tasks are dropped, rendering ones stop", runCancel)
+}
+
+func runCancel(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: farm cancel ID [flags]\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one job id")
+	}
+	cli, err := cf.client()
+	if err != nil {
+		return err
+	}
+	j, err := cli.Cancel(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "%s cancelled: %d/%d frames were done\n", j.ID, j.FramesDone, j.FramesTotal)
+	return nil
+}

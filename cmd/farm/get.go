@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/latentfarm/latentfarm/client"
+)
+
+func init() {
+	register("get", "download a finished job's frames and manifest", runGet)
+}
+
+func runGet(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	dir := fs.String("dir", "", "directory to write into (default ./ID)")
+	proxy := fs.Bool("proxy", false, "download through the coordinator instead of presigned S3 URLs")
+	parallel := fs.Int("parallel", 8, "downloads at once")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: farm get ID [--dir DIR] [flags]\n\nWrites DIR/manifest.json and DIR/frames/<index>.png.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one job id")
+	}
+	if *dir == "" {
+		*dir = pos[0]
+	}
+	cli, err := cf.client()
+	if err != nil {
+		return err
+	}
+	tty := isTerminal(os.Stderr)
+	m, err := cli.Download(ctx, pos[0], *dir, client.DownloadOptions{Proxy: *proxy, Parallel: *parallel,
+		Progress: func(done, total int) {
+			if tty {
+				fmt.Fprintf(os.Stderr, "\r\033[Kdownloaded %d/%d frames", done, total)
+			}
+		}})
+	if tty {
+		fmt.Fprintln(os.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "%d frames and manifest.json in %s (%d failed frames listed in the manifest)\n",
+		len(m.Frames), filepath.Clean(*dir), len(m.Failed))
+	return nil
+}

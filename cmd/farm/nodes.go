@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/latentfarm/latentfarm/shared/wire"
+)
+
+func init() {
+	register("nodes", "list the registered nodes: GPU, VRAM, state, current task", runNodes)
+}
+
+func runNodes(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: farm nodes [flags]\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected arguments %q", pos)
+	}
+	cli, err := cf.client()
+	if err != nil {
+		return err
+	}
+	nodes, err := cli.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(os.Stdout, wire.NodeList{Nodes: nodes})
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tHOST\tBACKEND\tGPU\tVRAM USED/TOTAL\tSTATE\tTASK\tDONE\tFAILED\tLARGEST CLASS")
+	for _, n := range nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.ID, n.Host, n.Backend, gpuNames(n), vramUse(n),
+			n.State, dash(n.CurrentTask), n.TasksDone, n.TasksFailed, largestClass(n))
+	}
+	return tw.Flush()
+}
+
+func gpuNames(n wire.NodeInfo) string {
+	if len(n.GPUs) == 0 {
+		return fmt.Sprintf("cpu (%d cores)", n.CPUCores)
+	}
+	names := make([]string, len(n.GPUs))
+	for i, g := range n.GPUs {
+		names[i] = g.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func vramUse(n wire.NodeInfo) string {
+	total, free := n.VRAM()
+	if total == 0 {
+		return "- / " + gib(n.UsableBytes)
+	}
+	return gib(total-free) + " / " + gib(total)
+}
+
+func gib(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func largestClass(n wire.NodeInfo) string {
+	if len(n.Classes) == 0 {
+		return "-"
+	}
+	return string(n.Classes[0])
+}

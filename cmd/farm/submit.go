@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/latentfarm/latentfarm/client"
+	"github.com/latentfarm/latentfarm/shared/wire"
+)
+
+func init() {
+	register("submit", "submit a job from JOB.yaml|JOB.json or from flags", runSubmit)
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ", ") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// submitFlags is the flag form of a batch job; set flags override the file.
+type submitFlags struct {
+	name, model, family, precision, backend, negative, promptsFile string
+	sampler, schedule, priority, seeds                             string
+	prompts                                                        stringList
+	seedStart                                                      int64
+	count, width, height, steps, clipSkip, framesPerTask, retries  int
+	cfg                                                            float64
+}
+
+func (sf *submitFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&sf.name, "name", "", "a label for the job")
+	fs.StringVar(&sf.model, "model", "", "model name (in the nodes' model dir or the model store)")
+	fs.StringVar(&sf.family, "model-family", "", "sd1, sd2, sdxl or tiny (default: guessed from the name)")
+	fs.StringVar(&sf.precision, "precision", "", "fp16 (default), bf16 or fp32")
+	fs.StringVar(&sf.backend, "backend", "", "pin the backend: cpu or cuda (default either)")
+	fs.Var(&sf.prompts, "prompt", "a prompt (repeatable)")
+	fs.StringVar(&sf.promptsFile, "prompts-file", "", "file of prompts, one a line (# comments)")
+	fs.StringVar(&sf.negative, "negative", "", "negative prompt")
+	fs.StringVar(&sf.seeds, "seeds", "", "comma-separated seeds (instead of --seed-start/--count)")
+	fs.Int64Var(&sf.seedStart, "seed-start", 0, "first seed of a range")
+	fs.IntVar(&sf.count, "count", 0, "images per prompt (seeds seed-start, seed-start+1, ...)")
+	fs.IntVar(&sf.width, "width", 0, "image width (default 512)")
+	fs.IntVar(&sf.height, "height", 0, "image height (default 512)")
+	fs.IntVar(&sf.steps, "steps", 0, "denoising steps (default 20)")
+	fs.Float64Var(&sf.cfg, "cfg", 0, "classifier-free guidance scale (default 7.5)")
+	fs.StringVar(&sf.sampler, "sampler", "", "euler (default), euler_a, ddim or dpmpp_2m")
+	fs.StringVar(&sf.schedule, "schedule", "", "default, karras or ays")
+	fs.IntVar(&sf.clipSkip, "clip-skip", 0, "text encoder layers to skip from the end")
+	fs.StringVar(&sf.priority, "priority", "", "high, normal (default) or low")
+	fs.IntVar(&sf.framesPerTask, "frames-per-task", 0, "frames per task (default 4)")
+	fs.IntVar(&sf.retries, "max-retries", 0, "times a failed task runs again (default 3)")
+}
+
+// apply copies every flag that was set onto spec.
+func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "name":
+			spec.Name = sf.name
+		case "model":
+			spec.Model = sf.model
+		case "model-family":
+			spec.ModelFamily = sf.family
+		case "precision":
+			spec.Precision = sf.precision
+		case "backend":
+			spec.Backend = sf.backend
+		case "prompt":
+			spec.Prompts = append([]string(nil), sf.prompts...)
+		case "prompts-file":
+			if e := spec.LoadPromptsFile(sf.promptsFile); e != nil {
+				err = e
+			}
+		case "negative":
+			spec.NegativePrompt = sf.negative
+		case "seeds":
+			spec.Seeds = wire.Seeds{}
+			for _, s := range strings.Split(sf.seeds, ",") {
+				v, e := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+				if e != nil {
+					err = usagef("--seeds: %q is not a number", s)
+					return
+				}
+				spec.Seeds.List = append(spec.Seeds.List, v)
+			}
+		case "seed-start":
+			start := sf.seedStart
+			spec.Seeds.List, spec.Seeds.Start = nil, &start
+		case "count":
+			spec.ImagesPerPrompt = sf.count
+			if spec.Seeds.List == nil {
+				spec.Seeds.Count = sf.count
+			}
+		case "width":
+			spec.Width = sf.width
+		case "height":
+			spec.Height = sf.height
+		case "steps":
+			spec.Steps = sf.steps
+		case "cfg":
+			spec.CFGScale = sf.cfg
+		case "sampler":
+			spec.Sampler = sf.sampler
+		case "schedule":
+			spec.Schedule = sf.schedule
+		case "clip-skip":
+			spec.ClipSkip = sf.clipSkip
+		case "priority":
+			spec.Priority = wire.Priority(sf.priority)
+		case "frames-per-task":
+			spec.FramesPerTask = sf.framesPerTask
+		case "max-retries":
+			r := sf.retries
+			spec.MaxRetries = &r
+		}
+	})
+	return err
+}
+
+func runSubmit(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	var sf submitFlags
+	sf.register(fs)
+	wait := fs.Bool("wait", false, "follow the job until it ends (exit status 1 unless it is done)")
+	asJSON := fs.Bool("json", false, "print the accepted job as JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: farm submit [JOB.yaml|JOB.json] [flags]\n\n"+
+			"Submits a batch job from a spec file, from flags, or from a file with flags\n"+
+			"overriding its fields. Example:\n"+
+			"  farm submit --model sd15 --prompt 'a lighthouse at dusk' --seed-start 1 --count 64 --wait\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	var spec wire.JobSpec
+	switch len(pos) {
+	case 0:
+	case 1:
+		if spec, err = wire.ReadJobFile(pos[0]); err != nil {
+			return err
+		}
+	default:
+		return usagef("want at most one job file, got %q", pos)
+	}
+	if err := sf.apply(fs, &spec); err != nil {
+		return err
+	}
+	cli, err := cf.client()
+	if err != nil {
+		return err
+	}
+	j, err := cli.Submit(ctx, spec)
+	if err != nil {
+		return submitError(err)
+	}
+	if *asJSON {
+		if err := printJSON(os.Stdout, j); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(os.Stdout, "%s queued: %d frames in %d tasks, class %s, priority %s\n", j.ID, j.FramesTotal, j.TasksTotal, j.Class, j.Priority)
+	}
+	if !*wait {
+		return nil
+	}
+	final, err := watchJob(ctx, cli, j.ID, os.Stderr)
+	if err != nil {
+		return err
+	}
+	return jobOutcome(final)
+}
+
+// submitError lists every field error of a refused job.
+func submitError(err error) error {
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Code != wire.CodeInvalidJob || len(ae.Fields) == 0 {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "the job was refused (%d problems):", len(ae.Fields))
+	for _, f := range ae.Fields {
+		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Reason)
+	}
+	return errors.New(b.String())
+}

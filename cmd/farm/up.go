@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/localfarm"
+	"github.com/latentfarm/latentfarm/shared/wire"
+)
+
+func init() {
+	register("up", "run a whole farm on this machine: NATS, etcd, S3, coordinator and nodes", runUp)
+}
+
+func runUp(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: farm up [flags]\n\n"+
+			"Runs embedded NATS with JetStream, etcd, an S3 gateway, the coordinator and\n"+
+			"local nodes in one process, with all data under --data. Credentials are\n"+
+			"generated on first start into DATA/%s (mode 0600).\n\n", wire.CredentialsFile)
+		fs.PrintDefaults()
+	}
+	var o localfarm.Options
+	fs.StringVar(&o.Dir, "data", wire.DataDir(), "data directory ($FARM_DATA)")
+	fs.IntVar(&o.Nodes, "nodes", 1, "local nodes to run (0: only nodes from other machines)")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1", "interface every server binds; 0.0.0.0 lets other machines join")
+	fs.StringVar(&o.Advertise, "advertise", "", "host other machines reach this one at (default: from --listen)")
+	fs.IntVar(&o.APIPort, "api-port", localfarm.DefaultAPIPort, "coordinator API port")
+	fs.IntVar(&o.NATSPort, "nats-port", localfarm.DefaultNATSPort, "NATS client port")
+	fs.IntVar(&o.EtcdPort, "etcd-port", localfarm.DefaultEtcdPort, "etcd client port")
+	fs.IntVar(&o.EtcdPeerPort, "etcd-peer-port", localfarm.DefaultEtcdPeerPort, "etcd peer port (loopback only)")
+	fs.IntVar(&o.S3Port, "s3-port", localfarm.DefaultS3Port, "S3 gateway port")
+	fs.StringVar(&o.Bucket, "bucket", localfarm.DefaultBucket, "S3 bucket for frames, manifests and models")
+	fs.StringVar(&o.Renderer, "renderer", localfarm.RendererEngine, "renderer of the local nodes: engine, or loadtest (fixed time per image, for benchmarks)")
+	fs.StringVar(&o.ModelsDir, "models", "", "model directory of the local nodes (default DATA/models)")
+	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	logJSON := fs.Bool("log-json", false, "log as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	level := hclog.LevelFromString(*logLevel)
+	if level == hclog.NoLevel {
+		return usagef("--log-level %q: want trace, debug, info, warn or error", *logLevel)
+	}
+	o.Logger = hclog.New(&hclog.LoggerOptions{Name: "farm", Level: level, JSONFormat: *logJSON, Output: os.Stderr})
+	farm, err := localfarm.New(o)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- farm.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-farm.Ready():
+	}
+	fmt.Fprint(os.Stdout, "\n"+localfarm.Summary(farm.Dir(), farm.Credentials())+"\nPress Ctrl-C to stop.\n\n")
+	return <-done
+}

@@ -1,0 +1,337 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latentfarm/latentfarm/client"
+	"github.com/latentfarm/latentfarm/shared/farmtest"
+	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/minio/minio-go/v7"
+	"github.com/nats-io/nats.go"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func TestCoordinator_Batch_CompletesWithManifest(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx := context.Background()
+	nodes := []*testNode{
+		{id: "n1", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)},
+		{id: "n2", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)},
+	}
+	for _, n := range nodes {
+		n.start(t, f)
+	}
+	st, err := r.cli.Submit(ctx, tinySpec(42))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.FramesTotal != 42 || st.TasksTotal != 11 || st.Class != "vram4" {
+		t.Fatalf("submitted %+v", st)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	final, err := r.cli.Wait(wctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != wire.JobDone || final.FramesDone != 42 || final.ManifestKey != wire.ManifestKey(st.ID) {
+		t.Fatalf("final %+v", final)
+	}
+	m, err := r.cli.Manifest(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Frames) != 42 || m.FramesTotal != 42 || len(m.Failed) != 0 {
+		t.Fatalf("manifest has %d frames, %d failed", len(m.Frames), len(m.Failed))
+	}
+	for i, fr := range m.Frames {
+		if fr.Index != i || fr.Key != wire.FrameKey(st.ID, i) || fr.Seed != int64(1+i) || fr.Node == "" {
+			t.Fatalf("manifest frame %d = %+v", i, fr)
+		}
+	}
+	if m.GPUSeconds != 0.5*11 {
+		t.Fatalf("gpu seconds %v", m.GPUSeconds)
+	}
+	// Every frame is in S3 once.
+	s3 := f.s3.Client(t)
+	n := 0
+	for obj := range s3.ListObjects(ctx, f.s3.Bucket, minio.ListObjectsOptions{Prefix: wire.FramesPrefix(st.ID), Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		n++
+	}
+	if n != 42 {
+		t.Fatalf("%d frames in S3, want 42", n)
+	}
+	// The work was shared and nothing is left in the stream.
+	if pendingTasks(t, f.nats.JetStream(t)) != 0 {
+		t.Fatal("tasks left in the stream")
+	}
+	// farm get: download via presigned URLs.
+	dir := t.TempDir()
+	if _, err := r.cli.Download(ctx, st.ID, dir, client.DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := r.cli.Jobs(ctx, "", 0)
+	if err != nil || len(jobs) != 1 || jobs[0].ID != st.ID {
+		t.Fatalf("jobs = %+v, %v", jobs, err)
+	}
+}
+
+func TestCoordinator_InvalidJob_EveryFieldErrorAndNoTask(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx := context.Background()
+	spec := wire.JobSpec{Model: "sd-tiny", Width: 13, Height: 4000, Steps: 500, Sampler: "plms", CFGScale: -3}
+	_, err := r.cli.Submit(ctx, spec)
+	var ae *client.APIError
+	if !asAPIError(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != wire.CodeInvalidJob {
+		t.Fatalf("submit error = %v", err)
+	}
+	for _, field := range []string{"prompts", "width", "height", "steps", "sampler", "cfg_scale"} {
+		if !ae.Fields.Has(field) {
+			t.Errorf("no field error for %s in %v", field, ae.Fields)
+		}
+	}
+	if n := pendingTasks(t, f.nats.JetStream(t)); n != 0 {
+		t.Fatalf("%d tasks published for an invalid job", n)
+	}
+	resp, err := f.etcd.Client(t).Get(ctx, wire.JobsPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("jobs stored: %v %v", resp.Count, err)
+	}
+}
+
+func asAPIError(err error, target **client.APIError) bool {
+	ae, ok := err.(*client.APIError)
+	if ok {
+		*target = ae
+	}
+	return ok
+}
+
+func TestCoordinator_Auth_RequiresToken(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	for _, path := range []string{"/v1/jobs", "/v1/nodes", "/healthz", "/v1/jobs/x/events"} {
+		for _, hdr := range []string{"", "Bearer wrong", "Bearer " + f.token + "x"} {
+			req, _ := http.NewRequest(http.MethodGet, r.c.URL()+path, nil)
+			if hdr != "" {
+				req.Header.Set("Authorization", hdr)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), string(wire.CodeUnauthorized)) {
+				t.Fatalf("%s with %q: %d %s", path, hdr, resp.StatusCode, body)
+			}
+		}
+	}
+}
+
+func TestCoordinator_Retry_ThenFailAfterDistinctNodes(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, func(o *Options) { o.MaxNodeFailures = 2; o.ExcludeAfter = 1 })
+	r.waitLeading(t)
+	ctx := context.Background()
+	oom := func(wire.Task) *wire.Error { return &wire.Error{Code: wire.CodeOutOfMemory, Message: "boom"} }
+	bad1 := &testNode{id: "bad1", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30), fail: oom}
+	bad1.start(t, f)
+	spec := tinySpec(1)
+	retries := 5
+	spec.MaxRetries = &retries
+	st, err := r.cli.Submit(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first failure schedules attempt 2, which excludes bad1.
+	farmtest.Eventually(t, 10*time.Second, func() bool {
+		for _, tk := range bad1.taken() {
+			if tk.Attempt >= 2 {
+				return tk.Excludes("bad1")
+			}
+		}
+		return false
+	})
+	bad2 := &testNode{id: "bad2", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30), fail: oom}
+	bad2.start(t, f)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	final, err := r.cli.Wait(wctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != wire.JobFailed || final.FramesFailed != 1 {
+		t.Fatalf("final %+v", final)
+	}
+	job, err := r.cli.Job(ctx, st.ID, client.TasksAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(job.Tasks) != 1 || job.Tasks[0].State != wire.TaskFailed || len(job.Tasks[0].FailedNodes) != 2 {
+		t.Fatalf("tasks %+v", job.Tasks)
+	}
+	m, err := r.cli.Manifest(ctx, st.ID)
+	if err != nil || len(m.Failed) != 1 || m.Failed[0].Error.Code != wire.CodeOutOfMemory {
+		t.Fatalf("manifest %+v %v", m, err)
+	}
+	// bad1 failed on this kind (ExcludeAfter 1): it is excluded in etcd.
+	cli := f.etcd.Client(t)
+	farmtest.Eventually(t, 5*time.Second, func() bool {
+		resp, err := cli.Get(ctx, wire.ExclusionKey("bad1", wire.FailureKind(wire.KindBatch, "sd-tiny")))
+		return err == nil && len(resp.Kvs) == 1
+	})
+}
+
+func TestCoordinator_Cancel_PurgesAndAnnounces(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx := context.Background()
+	nc := f.nats.Conn(t)
+	got := make(chan wire.Cancel, 1)
+	sub, err := nc.Subscribe(wire.CancelAll, func(m *nats.Msg) {
+		var c wire.Cancel
+		_ = json.Unmarshal(m.Data, &c)
+		got <- c
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	st, err := r.cli.Submit(ctx, tinySpec(40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := f.nats.JetStream(t)
+	if n := pendingTasks(t, js); n != 10 {
+		t.Fatalf("%d tasks pending, want 10", n)
+	}
+	cst, err := r.cli.Cancel(ctx, st.ID)
+	if err != nil || cst.State != wire.JobCancelled {
+		t.Fatalf("cancel: %+v %v", cst, err)
+	}
+	select {
+	case c := <-got:
+		if c.JobID != st.ID {
+			t.Fatalf("cancel for %s", c.JobID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no cancel message")
+	}
+	if n := pendingTasks(t, js); n != 0 {
+		t.Fatalf("%d tasks left after cancel", n)
+	}
+	resp, err := f.etcd.Client(t).Get(ctx, wire.CancelledKey(st.ID))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("cancel mark: %v", err)
+	}
+	if _, err := r.cli.Cancel(ctx, st.ID); !client.IsCode(err, wire.CodeConflict) {
+		t.Fatalf("second cancel: %v", err)
+	}
+}
+
+func TestCoordinator_Why_NoNodeBigEnough(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx := context.Background()
+	small := wire.NodeInfo{ID: "small", Backend: wire.BackendCUDA, UsableBytes: 8 << 30, State: wire.NodeReady,
+		Classes: wire.ClassesForNode(wire.BackendCUDA, 8<<30)}
+	b, _ := json.Marshal(small)
+	if _, err := f.etcd.Client(t).Put(ctx, wire.NodeKey("small"), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	spec := wire.JobSpec{Model: "sdxl-base", Prompts: []string{"big"}, Width: 1024, Height: 1024}
+	st, err := r.cli.Submit(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Class != "vram16" {
+		t.Fatalf("class %s", st.Class)
+	}
+	job, err := r.cli.Job(ctx, st.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(job.Waiting) == 0 || !strings.Contains(job.Waiting[0], "no registered node can run class vram16") {
+		t.Fatalf("waiting = %q", job.Waiting)
+	}
+	if !strings.Contains(strings.Join(job.Waiting, "\n"), "node small: vram") {
+		t.Fatalf("waiting does not name the small node: %q", job.Waiting)
+	}
+	if len(job.Tasks) != 1 || job.Tasks[0].Why == "" {
+		t.Fatalf("task why missing: %+v", job.Tasks)
+	}
+	nodes, err := r.cli.Nodes(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].ID != "small" {
+		t.Fatalf("nodes %+v %v", nodes, err)
+	}
+}
+
+func TestCoordinator_Restart_ResumesFromEtcdAndResults(t *testing.T) {
+	f := newTestFarm(t)
+	r1 := f.start(t, nil)
+	r1.waitLeading(t)
+	ctx := context.Background()
+	st, err := r1.cli.Submit(ctx, tinySpec(24))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1.shutdown(t)
+	// Results arrive while no coordinator runs.
+	n := &testNode{id: "n1", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)}
+	n.start(t, f)
+	farmtest.Eventually(t, 10*time.Second, func() bool { return len(n.taken()) == 6 })
+	r2 := f.start(t, nil)
+	r2.waitLeading(t)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	final, err := r2.cli.Wait(wctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != wire.JobDone || final.FramesDone != 24 {
+		t.Fatalf("final %+v", final)
+	}
+	m, err := r2.cli.Manifest(ctx, st.ID)
+	if err != nil || len(m.Frames) != 24 {
+		t.Fatalf("manifest: %d frames, %v", len(m.Frames), err)
+	}
+}
+
+func TestCoordinator_Election_FollowerRefersToLeader(t *testing.T) {
+	f := newTestFarm(t)
+	r1 := f.start(t, nil)
+	r1.waitLeading(t)
+	r2 := f.start(t, nil)
+	ctx := context.Background()
+	farmtest.Eventually(t, 5*time.Second, func() bool {
+		lead, url, err := r2.cli.Health(ctx)
+		return err == nil && !lead && url == r1.c.URL()
+	})
+	// The client follows the follower's referral to the leader.
+	st, err := r2.cli.Submit(ctx, tinySpec(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1.shutdown(t)
+	r2.waitLeading(t)
+	job, err := r2.cli.Job(ctx, st.ID, client.TasksNone)
+	if err != nil || job.ID != st.ID {
+		t.Fatalf("new leader lost the job: %+v %v", job, err)
+	}
+}

@@ -1,0 +1,376 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// resultsLoop follows the RESULTS stream. Each batch is applied in memory,
+// written to etcd, and only then acknowledged: a crash in between replays
+// the batch, and applying a result twice changes nothing.
+func (c *Coordinator) resultsLoop(ctx context.Context) error {
+	cons, err := c.js.Consumer(ctx, wire.ResultsStream, wire.ResultsConsumer)
+	if err != nil {
+		return fmt.Errorf("coordinator: results consumer: %w", err)
+	}
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(c.opts.ResultBatch, jetstream.FetchMaxWait(250*time.Millisecond))
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("fetching results failed", "error", err)
+				sleepCtx(ctx, 500*time.Millisecond)
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		finished := c.applyResults(msgs)
+		if err := c.persist(ctx); err != nil {
+			c.log.Warn("writing results to etcd failed; they will be redelivered", "error", err)
+			for _, m := range msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			sleepCtx(ctx, 500*time.Millisecond)
+			continue
+		}
+		for _, m := range msgs {
+			_ = m.Ack()
+		}
+		for _, id := range finished {
+			go c.finalize(ctx, id)
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// applyResults applies msgs and returns the jobs whose tasks all ended.
+func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
+	var exclusions []wire.Exclusion
+	var finished []string
+	c.mu.Lock()
+	defer func() {
+		c.mu.Unlock()
+		for _, e := range exclusions {
+			go c.exclude(e)
+		}
+	}()
+	touched := map[*job]bool{}
+	for _, m := range msgs {
+		var r wire.Result
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			c.log.Error("dropping unreadable result", "subject", m.Subject(), "error", err)
+			continue
+		}
+		j, ok := c.jobs[r.JobID]
+		if !ok || j.tasks == nil || wire.JobFinished(j.rec.State) {
+			continue
+		}
+		i, ok := j.byID[r.TaskID]
+		if !ok {
+			c.log.Warn("result for unknown task", "job_id", r.JobID, "task_id", r.TaskID)
+			continue
+		}
+		if e := c.applyResult(j, i, &r); e != nil {
+			exclusions = append(exclusions, *e)
+		}
+		touched[j] = true
+	}
+	for j := range touched {
+		j.notify()
+		if j.allTasksEnded() && !j.finalizing {
+			finished = append(finished, j.rec.ID)
+		}
+	}
+	return finished
+}
+
+// applyResult applies one result to task i of j and returns an exclusion to
+// record, if the node crossed the failure threshold. Call with c.mu held.
+func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion {
+	tr := &j.trecs[i]
+	t := &j.tasks[i]
+	delete(j.running, i)
+	if tr.State == wire.TaskDone || tr.State == wire.TaskFailed || tr.State == wire.TaskCancelled {
+		return nil // a duplicate (redelivered task or replayed result)
+	}
+	log := c.log.With("job_id", j.rec.ID, "task_id", t.ID, "node_id", r.NodeID)
+	if r.OK() {
+		if err := checkFrames(t, r); err != nil {
+			r.Error = &wire.Error{Code: wire.CodeInvalidTask, Message: "node reported a bad result: " + err.Error()}
+			r.Retryable = ptr(true)
+		} else {
+			if tr.State == wire.TaskRetryWait {
+				j.retryWaiting--
+			}
+			tr.State, tr.Node, tr.Result, tr.Error, tr.NotBefore = wire.TaskDone, r.NodeID, r, nil, nil
+			j.rec.TasksDone++
+			j.rec.FramesDone += len(t.Frames)
+			j.rec.GPUSeconds += r.GPUSeconds
+			if j.rec.State == wire.JobQueued {
+				j.rec.State = wire.JobRunning
+			}
+			j.markTask(i)
+			return nil
+		}
+	}
+	// A failure.
+	if tr.FailedNodes == nil {
+		tr.FailedNodes = map[string]int{}
+	}
+	tr.FailedNodes[r.NodeID]++
+	tr.Failures++
+	tr.Node, tr.Error = r.NodeID, r.Error
+	j.markTask(i)
+	excl := c.noteFailure(r.NodeID, t.FailureKind(), r.Error)
+	current := r.Attempt >= tr.Attempt
+	giveUp := !r.CanRetry() || tr.Failures > j.rec.Spec.Retries() || len(tr.FailedNodes) >= c.opts.MaxNodeFailures
+	switch {
+	case giveUp:
+		if tr.State == wire.TaskRetryWait {
+			j.retryWaiting--
+		}
+		tr.State, tr.NotBefore = wire.TaskFailed, nil
+		j.rec.TasksFailed++
+		j.rec.FramesFailed += len(t.Frames)
+		log.Warn("task failed", "code", r.Error.Code, "message", r.Error.Message, "failures", tr.Failures, "nodes", len(tr.FailedNodes))
+	case current && tr.State != wire.TaskRetryWait:
+		// Retry: a new attempt after a backoff, avoiding the nodes it failed on.
+		backoff := c.backoff(tr.Failures)
+		nb := c.opts.Now().Add(backoff)
+		tr.State, tr.NotBefore = wire.TaskRetryWait, &nb
+		tr.Attempt++
+		t.Attempt = tr.Attempt
+		t.ExcludeNodes = failedNodes(*tr)
+		j.retryWaiting++
+		log.Info("task will be retried", "code", r.Error.Code, "attempt", tr.Attempt, "backoff", backoff)
+	}
+	return excl
+}
+
+// checkFrames verifies that a successful result covers exactly the task's frames.
+func checkFrames(t *wire.Task, r *wire.Result) error {
+	if len(r.Frames) != len(t.Frames) {
+		return fmt.Errorf("%d frames reported, task has %d", len(r.Frames), len(t.Frames))
+	}
+	seen := make(map[int]bool, len(r.Frames))
+	for _, f := range r.Frames {
+		seen[f.Index] = true
+	}
+	for _, f := range t.Frames {
+		if !seen[f.Index] {
+			return fmt.Errorf("frame %d missing", f.Index)
+		}
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// backoff is RetryBase doubled per earlier failure, at most RetryMax.
+func (c *Coordinator) backoff(failures int) time.Duration {
+	d := c.opts.RetryBase
+	for k := 1; k < failures && d < c.opts.RetryMax; k++ {
+		d *= 2
+	}
+	return min(d, c.opts.RetryMax)
+}
+
+// noteFailure counts a failure of kind on node and returns an exclusion
+// once the node failed ExcludeAfter times within ExcludeWindow. Failures
+// that say nothing about the node (cancelled, draining) do not count.
+// Call with c.mu held.
+func (c *Coordinator) noteFailure(node, kind string, e *wire.Error) *wire.Exclusion {
+	if e != nil && (e.Code == wire.CodeCancelled || e.Code == wire.CodeNodeDraining) {
+		return nil
+	}
+	now := c.opts.Now()
+	if c.failures[node] == nil {
+		c.failures[node] = map[string][]time.Time{}
+	}
+	var recent []time.Time
+	for _, t := range c.failures[node][kind] {
+		if now.Sub(t) < c.opts.ExcludeWindow {
+			recent = append(recent, t)
+		}
+	}
+	recent = append(recent, now)
+	c.failures[node][kind] = recent
+	if len(recent) < c.opts.ExcludeAfter {
+		return nil
+	}
+	c.failures[node][kind] = nil
+	reason := "repeated failures"
+	if e != nil {
+		reason = fmt.Sprintf("%d failures in %s, last %s: %s", len(recent), c.opts.ExcludeWindow, e.Code, e.Message)
+	}
+	return &wire.Exclusion{NodeID: node, Kind: kind, Failures: len(recent), Reason: reason, Since: now, Until: now.Add(c.opts.ExcludeFor)}
+}
+
+// exclude records e in etcd under a lease that ends the exclusion.
+func (c *Coordinator) exclude(e wire.Exclusion) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lease, err := c.etcd.Grant(ctx, int64(c.opts.ExcludeFor/time.Second)+1)
+	if err == nil {
+		b, _ := json.Marshal(e)
+		_, err = c.etcd.Put(ctx, wire.ExclusionKey(e.NodeID, e.Kind), string(b), clientv3.WithLease(lease.ID))
+	}
+	if err != nil {
+		c.log.Error("recording exclusion failed", "node_id", e.NodeID, "kind", e.Kind, "error", err)
+		return
+	}
+	c.log.Warn("node excluded", "node_id", e.NodeID, "kind", e.Kind, "until", e.Until, "reason", e.Reason)
+}
+
+// onProgress routes a node's progress event to the job's listeners and
+// marks the task running.
+func (c *Coordinator) onProgress(m *nats.Msg) {
+	var p wire.Progress
+	if err := json.Unmarshal(m.Data, &p); err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, ok := c.jobs[p.JobID]
+	if !ok || j.tasks == nil {
+		return
+	}
+	if i, ok := j.byID[p.TaskID]; ok && p.Stage != wire.StageDone && j.trecs[i].State == wire.TaskQueued {
+		if _, was := j.running[i]; !was {
+			j.running[i] = p.NodeID
+			j.notify()
+		}
+	}
+	for l := range j.listeners {
+		l.sendProgress(p)
+	}
+}
+
+// finalizeReady finalizes jobs whose tasks all ended before a restart.
+func (c *Coordinator) finalizeReady() {
+	c.mu.Lock()
+	var ids []string
+	for id, j := range c.jobs {
+		if j.allTasksEnded() && !wire.JobFinished(j.rec.State) {
+			ids = append(ids, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		go c.finalize(context.Background(), id)
+	}
+}
+
+// finalize writes job id's manifest to S3, then marks the job done (or
+// failed, when frames failed) in etcd. For a cancelled job it writes the
+// manifest of the frames done so far. It is safe to run twice.
+func (c *Coordinator) finalize(ctx context.Context, id string) {
+	c.mu.Lock()
+	j, ok := c.jobs[id]
+	if !ok || j.tasks == nil || j.finalizing {
+		c.mu.Unlock()
+		return
+	}
+	j.finalizing = true
+	now := c.opts.Now()
+	m := c.manifest(j, now)
+	c.mu.Unlock()
+
+	err := c.putManifest(ctx, m)
+	c.mu.Lock()
+	j.finalizing = false
+	if err != nil {
+		c.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Error("writing manifest failed; will retry", "job_id", id, "error", err)
+		time.AfterFunc(2*time.Second, func() { c.finalize(ctx, id) })
+		return
+	}
+	if j.rec.State != wire.JobCancelled {
+		j.rec.State = wire.JobDone
+		if j.rec.FramesFailed > 0 {
+			j.rec.State = wire.JobFailed
+			j.rec.Error = fmt.Sprintf("%d of %d frames failed", j.rec.FramesFailed, m.FramesTotal)
+		}
+		j.rec.FinishedAt = &now
+	}
+	j.rec.ManifestKey = wire.ManifestKey(id)
+	j.recDirty = true
+	c.mu.Unlock()
+	if err := c.persist(ctx); err != nil {
+		c.log.Error("recording finished job failed; will retry", "job_id", id, "error", err)
+		time.AfterFunc(2*time.Second, func() { _ = c.persist(ctx) })
+	}
+	c.mu.Lock()
+	j.notify()
+	j.tasks, j.byID, j.trecs, j.running = nil, nil, nil, nil
+	j.closeListeners()
+	state := j.rec.State
+	c.mu.Unlock()
+	c.log.Info("job finished", "job_id", id, "state", state, "frames", len(m.Frames), "failed", len(m.Failed), "wall_seconds", m.WallSeconds)
+}
+
+// manifest builds j's manifest from its task records. Call with c.mu held.
+func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
+	fin := now
+	if j.rec.FinishedAt != nil {
+		fin = *j.rec.FinishedAt
+	}
+	m := wire.Manifest{
+		JobID: j.rec.ID, State: j.rec.State, Spec: j.rec.Spec, CreatedAt: j.rec.CreatedAt, FinishedAt: fin,
+		WallSeconds: fin.Sub(j.rec.CreatedAt).Seconds(), FramesTotal: j.rec.Spec.TotalFrames(),
+		Nodes: map[string]int{}, Frames: make([]wire.ManifestFrame, 0, j.rec.FramesDone),
+	}
+	for i, tr := range j.trecs {
+		t := &j.tasks[i]
+		switch {
+		case tr.State == wire.TaskDone && tr.Result != nil:
+			m.GPUSeconds += tr.Result.GPUSeconds
+			per := tr.Result.GPUSeconds / float64(len(t.Frames))
+			byIndex := map[int]wire.FrameResult{}
+			for _, f := range tr.Result.Frames {
+				byIndex[f.Index] = f
+			}
+			for _, f := range t.Frames {
+				fr := byIndex[f.Index]
+				m.Frames = append(m.Frames, wire.ManifestFrame{
+					Index: f.Index, Key: f.Key, Prompt: f.Prompt, Seed: f.Seed, Node: tr.Result.NodeID,
+					GPU: tr.Result.GPU, TaskID: t.ID, Attempt: tr.Result.Attempt, RenderMS: fr.RenderMS, GPUSeconds: per,
+				})
+				m.Nodes[tr.Result.NodeID]++
+			}
+		case tr.State == wire.TaskFailed:
+			e := wire.Error{Code: wire.CodeTaskFailed, Message: "retries exhausted"}
+			if tr.Error != nil {
+				e = *tr.Error
+			}
+			for _, f := range t.Frames {
+				m.Failed = append(m.Failed, wire.FailedFrame{Index: f.Index, TaskID: t.ID, Error: e})
+			}
+		}
+	}
+	sort.Slice(m.Frames, func(a, b int) bool { return m.Frames[a].Index < m.Frames[b].Index })
+	return m
+}

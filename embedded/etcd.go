@@ -1,0 +1,240 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// EtcdOptions configures an embedded single-member etcd.
+type EtcdOptions struct {
+	// Dir is etcd's data directory. Required.
+	Dir string
+	// Name is the member name (default "farm"); keep it stable across restarts.
+	Name string
+	// Host is the interface clients reach; empty means 127.0.0.1. Anything
+	// other than loopback requires RootPassword.
+	Host string
+	// ClientPort and PeerPort: 0 picks free ports. The peer port always binds loopback.
+	ClientPort int
+	PeerPort   int
+	// RootPassword, when set, turns on etcd auth with user "root": every
+	// client must log in. It must stay the same across restarts of one Dir.
+	RootPassword string
+	// LogFile receives etcd's log at level warn; empty means silent.
+	LogFile string
+	// ReadyTimeout bounds the wait for the member to serve (default 30s).
+	ReadyTimeout time.Duration
+}
+
+// Etcd is a running embedded etcd member.
+type Etcd struct {
+	e         *embed.Etcd
+	endpoints []string
+	user      string
+	password  string
+	once      sync.Once
+}
+
+// ErrEtcd marks errors from the embedded etcd.
+var ErrEtcd = errors.New("embedded etcd")
+
+// RootUser is the etcd user created when auth is on.
+const RootUser = "root"
+
+// StartEtcd validates opts, starts the member, waits until it serves and,
+// when RootPassword is set, makes sure auth is on with that root password.
+func StartEtcd(opts EtcdOptions) (*Etcd, error) {
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("%w: Dir is required", ErrEtcd)
+	}
+	if opts.Name == "" {
+		opts.Name = "farm"
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 30 * time.Second
+	}
+	if opts.RootPassword == "" && !isLoopback(opts.Host) {
+		return nil, fmt.Errorf("%w: host %q is not loopback: set RootPassword so etcd does not listen unauthenticated", ErrEtcd, opts.Host)
+	}
+	var lastErr error
+	// Free ports picked by us can be taken before etcd binds them: retry a few times.
+	for attempt := 0; attempt < 3; attempt++ {
+		e, err := startEtcdOnce(opts)
+		if err == nil {
+			return e, nil
+		}
+		lastErr = err
+		if opts.ClientPort != 0 && opts.PeerPort != 0 {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
+	clientPort, peerPort := opts.ClientPort, opts.PeerPort
+	var err error
+	if clientPort == 0 {
+		if clientPort, err = freePort(opts.Host); err != nil {
+			return nil, fmt.Errorf("%w: client port: %w", ErrEtcd, err)
+		}
+	}
+	if peerPort == 0 {
+		if peerPort, err = freePort("127.0.0.1"); err != nil {
+			return nil, fmt.Errorf("%w: peer port: %w", ErrEtcd, err)
+		}
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = opts.Name
+	cfg.Dir = opts.Dir
+	listenClient := url.URL{Scheme: "http", Host: net.JoinHostPort(opts.Host, strconv.Itoa(clientPort))}
+	advertiseClient := url.URL{Scheme: "http", Host: net.JoinHostPort(dialHost(opts.Host), strconv.Itoa(clientPort))}
+	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	cfg.ListenClientUrls = []url.URL{listenClient}
+	cfg.AdvertiseClientUrls = []url.URL{advertiseClient}
+	cfg.ListenPeerUrls = []url.URL{peer}
+	cfg.AdvertisePeerUrls = []url.URL{peer}
+	cfg.InitialCluster = opts.Name + "=" + peer.String()
+	cfg.InitialClusterToken = "latentfarm-" + opts.Name
+	cfg.ListenMetricsUrls = nil
+	// Keep the store small on a long-running farm: drop history older than an hour.
+	cfg.AutoCompactionMode = embed.CompactorModePeriodic
+	cfg.AutoCompactionRetention = "1h"
+	if opts.LogFile != "" {
+		cfg.Logger = "zap"
+		cfg.LogLevel = "warn"
+		cfg.LogOutputs = []string{opts.LogFile}
+	} else {
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: start: %w", ErrEtcd, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("%w: %w", ErrEtcd, err)
+	case <-time.After(opts.ReadyTimeout):
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("%w: not ready after %s (data dir %s)", ErrEtcd, opts.ReadyTimeout, opts.Dir)
+	}
+	out := &Etcd{e: e, endpoints: []string{advertiseClient.String()}}
+	if opts.RootPassword != "" {
+		if err := ensureAuth(out.endpoints, opts.RootPassword); err != nil {
+			out.Close()
+			return nil, err
+		}
+		out.user, out.password = RootUser, opts.RootPassword
+	}
+	return out, nil
+}
+
+// ensureAuth turns etcd auth on with the given root password, or checks
+// that it already is.
+func ensureAuth(endpoints []string, password string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Logging in works whether auth is on (checks the password) or off.
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: RootUser, Password: password,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("%w: log in as root (is RootPassword the one this data dir was created with?): %w", ErrEtcd, err)
+	}
+	defer c.Close()
+	st, err := c.AuthStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: auth status: %w", ErrEtcd, err)
+	}
+	if st.Enabled {
+		if _, err := c.Get(ctx, "latentfarm-auth-probe"); err != nil {
+			return fmt.Errorf("%w: auth check as root: %w", ErrEtcd, err)
+		}
+		return nil
+	}
+	// 1. root user (an earlier start may have created it before crashing).
+	if _, err := c.UserAdd(ctx, RootUser, password); errors.Is(err, rpctypes.ErrUserAlreadyExist) {
+		if _, err := c.UserChangePassword(ctx, RootUser, password); err != nil {
+			return fmt.Errorf("%w: set root password: %w", ErrEtcd, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("%w: add root user: %w", ErrEtcd, err)
+	}
+	// 2. root role, granted to root.
+	if _, err := c.RoleAdd(ctx, RootUser); err != nil && !errors.Is(err, rpctypes.ErrRoleAlreadyExist) {
+		return fmt.Errorf("%w: add root role: %w", ErrEtcd, err)
+	}
+	if _, err := c.UserGrantRole(ctx, RootUser, RootUser); err != nil {
+		return fmt.Errorf("%w: grant root role: %w", ErrEtcd, err)
+	}
+	// 3. auth on.
+	if _, err := c.AuthEnable(ctx); err != nil {
+		return fmt.Errorf("%w: enable auth: %w", ErrEtcd, err)
+	}
+	return nil
+}
+
+// Endpoints are the client URLs.
+func (e *Etcd) Endpoints() []string { return append([]string(nil), e.endpoints...) }
+
+// User is the user clients log in as; empty when auth is off.
+func (e *Etcd) User() string { return e.user }
+
+// Password is the root password; empty when auth is off.
+func (e *Etcd) Password() string { return e.password }
+
+// ClientConfig is a clientv3 configuration for this member, with credentials.
+func (e *Etcd) ClientConfig() clientv3.Config {
+	return clientv3.Config{Endpoints: e.Endpoints(), Username: e.user, Password: e.password,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+}
+
+// Close stops the member and waits for it; safe to call twice.
+func (e *Etcd) Close() {
+	e.once.Do(func() {
+		// embed.Etcd.Close drains clients, stops raft and closes the backend.
+		e.e.Close()
+	})
+}
+
+// freePort asks the kernel for a free TCP port on host.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// dialHost turns a listen host into one a local client can dial.
+func dialHost(host string) string {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return host
+}

@@ -1,0 +1,100 @@
+package localfarm
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/latentfarm/latentfarm/coordinator"
+)
+
+// runServices runs the coordinator and the local nodes until ctx ends or
+// one of them fails, then stops them: nodes first (they drain), then the
+// coordinator. The servers they use stay up until it returns.
+func (f *Farm) runServices(ctx context.Context) error {
+	o := f.opts
+	ln, err := net.Listen("tcp", net.JoinHostPort(o.Listen, strconv.Itoa(o.APIPort)))
+	if err != nil {
+		return fmt.Errorf("localfarm: api listener: %w", err)
+	}
+	apiURL := "http://" + net.JoinHostPort(o.Advertise, port(ln.Addr().String()))
+	creds := f.Credentials()
+	coord, err := coordinator.New(coordinator.Options{
+		NATS: f.NATSConfig(), Etcd: f.EtcdConfig(), S3: f.S3Config(),
+		Listener: ln, AdvertiseURL: apiURL, Token: creds.Token, Logger: o.Logger,
+	})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("localfarm: %w", err)
+	}
+	// The coordinator gets its own context so that it stops after the nodes.
+	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCoord()
+	coordDone := make(chan error, 1)
+	go func() { coordDone <- coord.Run(coordCtx) }()
+	select {
+	case <-coord.Ready():
+	case err := <-coordDone:
+		return fmt.Errorf("localfarm: coordinator: %w", orStopped(err))
+	case <-ctx.Done():
+		stopCoord()
+		return <-coordDone
+	}
+
+	creds.CoordinatorURL = apiURL
+	f.mu.Lock()
+	f.creds = creds
+	f.mu.Unlock()
+	if err := saveCredentials(o.Dir, creds); err != nil {
+		stopCoord()
+		<-coordDone
+		return err
+	}
+
+	nodes, err := f.startNodes(ctx)
+	if err != nil {
+		stopCoord()
+		<-coordDone
+		return err
+	}
+	close(f.ready)
+	f.log.Info("farm is up", "api", apiURL, "nodes", o.Nodes, "data", o.Dir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-coordDone:
+		coordDone = nil
+		runErr = fmt.Errorf("localfarm: coordinator: %w", orStopped(err))
+	case err := <-nodes.failed():
+		runErr = err
+	}
+	// Shutdown: 1. nodes stop pulling, finish or return their tasks and
+	// deregister; 2. the coordinator resigns and closes its API.
+	f.log.Info("shutting down")
+	if err := nodes.stop(); err != nil && runErr == nil {
+		runErr = err
+	}
+	stopCoord()
+	if coordDone != nil {
+		select {
+		case err := <-coordDone:
+			if err != nil && runErr == nil {
+				runErr = fmt.Errorf("localfarm: coordinator: %w", err)
+			}
+		case <-time.After(30 * time.Second):
+			f.log.Warn("coordinator did not stop within 30s")
+		}
+	}
+	return runErr
+}
+
+// orStopped turns a nil error from a part that should still run into one.
+func orStopped(err error) error {
+	if err == nil {
+		return errStopped
+	}
+	return err
+}

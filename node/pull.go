@@ -1,0 +1,244 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// pulled is one task message and where it came from.
+type pulled struct {
+	msg  jetstream.Msg
+	from wire.Pull
+	// ackWait is the consumer's ack wait (0 when unknown).
+	ackWait time.Duration
+}
+
+// consumers caches the handles of the durable task consumers.
+type consumers struct {
+	js      jetstream.JetStream
+	handles map[string]jetstream.Consumer
+	// missing holds consumers not found, and when to look again.
+	missing map[string]time.Time
+}
+
+func (c *consumers) get(ctx context.Context, name string) (jetstream.Consumer, error) {
+	if h, ok := c.handles[name]; ok {
+		return h, nil
+	}
+	if t, ok := c.missing[name]; ok && time.Now().Before(t) {
+		return nil, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	h, err := c.js.Consumer(lctx, wire.TasksStream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Not created yet (no coordinator has run): look again later.
+		c.missing[name] = time.Now().Add(2 * time.Second)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	delete(c.missing, name)
+	c.handles[name] = h
+	return h, nil
+}
+
+// forget drops a handle whose consumer went away.
+func (c *consumers) forget(name string) { delete(c.handles, name) }
+
+// pullOne tries the node's consumers in the order of wire.PullPlan and
+// returns the first task message, or nil when there is none.
+func (n *Node) pullOne(ctx context.Context, cs *consumers, tick uint64) (*pulled, error) {
+	var firstErr error
+	for _, p := range wire.PullPlan(n.classes, tick) {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		name := p.Consumer()
+		h, err := cs.get(ctx, name)
+		if err != nil {
+			firstErr = cmpOr(firstErr, err)
+			continue
+		}
+		if h == nil {
+			continue
+		}
+		batch, err := h.FetchNoWait(1)
+		if err != nil {
+			firstErr = cmpOr(firstErr, err)
+			continue
+		}
+		var msg jetstream.Msg
+		for m := range batch.Messages() {
+			msg = m
+		}
+		if err := batch.Error(); err != nil {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				cs.forget(name)
+			}
+			firstErr = cmpOr(firstErr, err)
+		}
+		if msg != nil {
+			var wait time.Duration
+			if info := h.CachedInfo(); info != nil {
+				wait = info.Config.AckWait
+			}
+			return &pulled{msg: msg, from: p, ackWait: wait}, nil
+		}
+	}
+	return nil, firstErr
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// serve pulls and runs tasks, one at a time, until ctx ends.
+func (n *Node) serve(ctx context.Context) {
+	cs := &consumers{js: n.js, handles: map[string]jetstream.Consumer{}, missing: map[string]time.Time{}}
+	var tick uint64
+	idleSince := time.Now()
+	errDelay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if n.draining() {
+			<-ctx.Done()
+			return
+		}
+		if d := n.pauseLeft(); d > 0 {
+			sleepCtx(ctx, d)
+			continue
+		}
+		p, err := n.pullOne(ctx, cs, tick)
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("pull failed", "error", err)
+			sleepCtx(ctx, errDelay)
+			errDelay = min(2*errDelay, 5*time.Second)
+		} else {
+			errDelay = 100 * time.Millisecond
+		}
+		if p == nil {
+			if n.opts.IdleExit > 0 && time.Since(idleSince) > n.opts.IdleExit {
+				n.log.Info("idle, exiting", "idle", time.Since(idleSince).Round(time.Second))
+				return
+			}
+			n.waitForWork(ctx)
+			continue
+		}
+		tick++
+		n.handle(ctx, p)
+		idleSince = time.Now()
+	}
+}
+
+// waitForWork blocks until a task is announced, the poll interval passes,
+// or ctx ends.
+func (n *Node) waitForWork(ctx context.Context) {
+	t := time.NewTimer(n.opts.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-n.wake:
+	case <-t.C:
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (n *Node) draining() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.drainReq
+}
+
+func (n *Node) pauseLeft() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return time.Until(n.pauseUntil)
+}
+
+// pause stops pulling for d after a failure of a backing system, so a node
+// that cannot reach S3 does not churn through the queue.
+func (n *Node) pause(d time.Duration) {
+	n.mu.Lock()
+	n.pauseUntil = time.Now().Add(d)
+	n.mu.Unlock()
+}
+
+// onCancel handles a wire.Cancel message.
+func (n *Node) onCancel(m *nats.Msg) {
+	var c wire.Cancel
+	if err := json.Unmarshal(m.Data, &c); err != nil || !wire.ValidID(c.JobID) {
+		n.log.Warn("bad cancel message", "subject", m.Subject)
+		return
+	}
+	reason := "cancelled"
+	if c.Reason != "" {
+		reason += ": " + c.Reason
+	}
+	n.cancelJob(c.JobID, reason)
+}
+
+// onControl handles a wire.NodeControl message.
+func (n *Node) onControl(m *nats.Msg) {
+	var c wire.NodeControl
+	if err := json.Unmarshal(m.Data, &c); err != nil {
+		n.log.Warn("bad control message", "error", err)
+		return
+	}
+	switch c.Action {
+	case "drain":
+		n.log.Info("drain requested")
+		n.Drain()
+	case "resume":
+		n.mu.Lock()
+		n.drainReq = false
+		n.mu.Unlock()
+		n.reg.update(func(i *wire.NodeInfo) { i.State = wire.NodeReady })
+		n.signal()
+	default:
+		n.log.Warn("unknown control action", "action", c.Action)
+	}
+}
+
+// maxCancelSeen bounds the jobs remembered from cancel messages; etcd's
+// cancelled keys remain the durable record.
+const maxCancelSeen = 10000
+
+// cancelJob remembers that job is cancelled and aborts its task if it runs.
+func (n *Node) cancelJob(job, reason string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.cancelSeen) >= maxCancelSeen {
+		n.cancelSeen = map[string]bool{}
+	}
+	n.cancelSeen[job] = true
+	if n.current != nil && n.current.job == job {
+		n.log.Info("aborting render", "job_id", job, "reason", reason)
+		n.current.cancel(errJobCancelled)
+	}
+}
+
+// isCancelled reports whether job was cancelled.
+func (n *Node) isCancelled(job string) bool {
+	n.mu.Lock()
+	seen := n.cancelSeen[job]
+	n.mu.Unlock()
+	return seen || n.cancelled.has(wire.CancelledKey(job))
+}

@@ -1,0 +1,395 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/minio/minio-go/v7"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Causes of a task's context ending early.
+var (
+	errJobCancelled = errors.New("node: job cancelled")
+	errDrainTimeout = errors.New("node: drain timeout")
+)
+
+// Delays before a returned task is offered again.
+const (
+	excludedDelay  = 2 * time.Second
+	exclusionDelay = 10 * time.Second
+	maxNakDelay    = 30 * time.Second
+)
+
+// handle runs one pulled task to its end: acked with a result, terminated
+// with a result, or returned to the queue.
+func (n *Node) handle(ctx context.Context, p *pulled) {
+	received := time.Now().UTC()
+	delivered := 1
+	if meta, err := p.msg.Metadata(); err == nil {
+		delivered = int(meta.NumDelivered)
+	}
+	task, err := n.decode(p)
+	log := n.log.With("task_id", task.ID, "job_id", task.JobID, "delivery", delivered)
+	res := &wire.Result{TaskID: task.ID, JobID: task.JobID, NodeID: n.opts.ID, Attempt: task.Attempt,
+		Delivery: delivered, StartedAt: received, GPU: n.gpuName()}
+	if err != nil {
+		log.Warn("refusing task", "error", err)
+		n.fail(p.msg, &task, res, err, log)
+		return
+	}
+	switch {
+	case n.isCancelled(task.JobID):
+		n.fail(p.msg, &task, res, Permanent(wire.CodeCancelled, errors.New("job cancelled before the task started")), log)
+		return
+	case n.exclusions.has(wire.ExclusionKey(n.opts.ID, task.FailureKind())):
+		log.Debug("excluded from this kind of task, returning it", "kind", task.FailureKind())
+		_ = p.msg.NakWithDelay(exclusionDelay)
+		return
+	case task.Excludes(n.opts.ID) && delivered < n.opts.ExcludedRunAfter:
+		log.Debug("task failed here before, leaving it to others")
+		_ = p.msg.NakWithDelay(excludedDelay)
+		return
+	}
+	n.run(ctx, p, &task, res, log)
+}
+
+// decode parses and checks a task message. The returned task carries what
+// could be read even on error (ids for the result).
+func (n *Node) decode(p *pulled) (wire.Task, error) {
+	var t wire.Task
+	err := json.Unmarshal(p.msg.Data(), &t)
+	if t.JobID == "" {
+		// tasks.<class>.<priority>.<job>
+		if parts := strings.Split(p.msg.Subject(), "."); len(parts) == 4 {
+			t.JobID = parts[3]
+		}
+	}
+	if t.ID == "" {
+		t.ID = p.msg.Headers().Get(wire.HeaderTaskID)
+	}
+	if err != nil {
+		return t, Permanent(wire.CodeInvalidTask, fmt.Errorf("node: decode task: %w", err))
+	}
+	var problems []string
+	if t.ID == "" || !wire.ValidID(t.JobID) {
+		problems = append(problems, "missing task or job id")
+	}
+	if len(t.Frames) == 0 {
+		problems = append(problems, "no frames")
+	}
+	if t.Width <= 0 || t.Height <= 0 || t.Steps <= 0 {
+		problems = append(problems, fmt.Sprintf("size %dx%d, %d steps", t.Width, t.Height, t.Steps))
+	}
+	if t.Backend != wire.BackendAny && t.Backend != n.fp.Backend {
+		problems = append(problems, fmt.Sprintf("backend: task needs %s, node is %s", t.Backend, n.fp.Backend))
+	}
+	if t.VRAMBytes > n.fp.UsableBytes {
+		problems = append(problems, fmt.Sprintf("vram: task needs %s, node has %s (class %s was mislabelled)",
+			wire.FormatBytes(t.VRAMBytes), wire.FormatBytes(n.fp.UsableBytes), p.from.Class))
+	}
+	prefix := wire.FramesPrefix(t.JobID)
+	for i := range t.Frames {
+		f := &t.Frames[i]
+		if f.Key == "" {
+			f.Key = wire.FrameKey(t.JobID, f.Index)
+		}
+		if !strings.HasPrefix(f.Key, prefix) {
+			problems = append(problems, fmt.Sprintf("frame %d: key %q is outside %s", f.Index, f.Key, prefix))
+		}
+	}
+	if len(problems) > 0 {
+		return t, Permanent(wire.CodeInvalidTask, fmt.Errorf("node: task %s: %s", t.ID, strings.Join(problems, "; ")))
+	}
+	return t, nil
+}
+
+// run renders a task, keeping its message alive, and settles it.
+func (n *Node) run(ctx context.Context, p *pulled, task *wire.Task, res *wire.Result, log hclog.Logger) {
+	tctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	n.mu.Lock()
+	n.current = &running{job: task.JobID, cancel: cancel}
+	if n.cancelSeen[task.JobID] {
+		cancel(errJobCancelled)
+	}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.current = nil
+		n.mu.Unlock()
+	}()
+	n.reg.update(func(i *wire.NodeInfo) {
+		if i.State == wire.NodeReady {
+			i.State = wire.NodeBusy
+		}
+		i.CurrentTask, i.CurrentJob = task.ID, task.JobID
+	})
+	stop := n.keepAlive(ctx, p, cancel, log)
+	defer stop()
+
+	if !task.PublishedAt.IsZero() {
+		res.Timings.QueueMS = max(res.StartedAt.Sub(task.PublishedAt).Milliseconds(), 0)
+	}
+	log.Debug("task started", "frames", len(task.Frames), "queue_ms", res.Timings.QueueMS)
+	err := n.render(tctx, task, res)
+	if cause := context.Cause(tctx); err != nil && cause != nil && tctx.Err() != nil {
+		err = cause
+	}
+	res.FinishedAt = time.Now().UTC()
+	res.Timings.TotalMS = res.FinishedAt.Sub(res.StartedAt).Milliseconds()
+	if err == nil {
+		n.succeed(p.msg, task, res, log)
+	} else {
+		n.fail(p.msg, task, res, err, log)
+	}
+	n.reg.update(func(i *wire.NodeInfo) {
+		if i.State == wire.NodeBusy {
+			i.State = wire.NodeReady
+		}
+		i.CurrentTask, i.CurrentJob = "", ""
+		if err == nil {
+			i.TasksDone++
+		} else {
+			i.TasksFailed++
+		}
+	})
+}
+
+// keepAlive signals progress on the message while the task runs, and
+// cancels the task when the node has drained for longer than DrainTimeout.
+func (n *Node) keepAlive(ctx context.Context, p *pulled, cancel context.CancelCauseFunc, log hclog.Logger) (stop func()) {
+	every := 10 * time.Second
+	if p.ackWait > 0 {
+		every = max(p.ackWait/3, 50*time.Millisecond)
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		rootDone := ctx.Done()
+		var drain <-chan time.Time
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := p.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+					log.Warn("in-progress signal failed", "error", err)
+				}
+			case <-rootDone:
+				rootDone = nil
+				n.reg.update(func(i *wire.NodeInfo) { i.State = wire.NodeDraining })
+				log.Info("draining: finishing the current task", "timeout", n.opts.DrainTimeout)
+				drain = time.After(n.opts.DrainTimeout)
+			case <-drain:
+				cancel(errDrainTimeout)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// render prepares the renderer and renders and uploads every frame.
+func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) error {
+	n.progress(task, wire.Progress{Stage: wire.StageStarted})
+	t0 := time.Now()
+	n.progress(task, wire.Progress{Stage: wire.StageLoading})
+	if err := n.r.Prepare(ctx, task); err != nil {
+		return err
+	}
+	res.Timings.LoadMS = time.Since(t0).Milliseconds()
+	var renderTime time.Duration
+	for _, f := range task.Frames {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fstart := time.Now()
+		var last time.Time
+		png, err := n.r.Render(ctx, task, f, func(step, total int) {
+			if now := time.Now(); step == total || now.Sub(last) >= 250*time.Millisecond {
+				last = now
+				n.progress(task, wire.Progress{Stage: wire.StageStep, Frame: f.Index, Step: step, Steps: total})
+			}
+		})
+		if err != nil {
+			return err
+		}
+		rendered := time.Now()
+		renderTime += rendered.Sub(fstart)
+		if err := n.upload(ctx, f.Key, png); err != nil {
+			return err
+		}
+		res.Timings.UploadMS += time.Since(rendered).Milliseconds()
+		res.Frames = append(res.Frames, wire.FrameResult{Index: f.Index, Seed: f.Seed, Key: f.Key,
+			Bytes: int64(len(png)), RenderMS: time.Since(fstart).Milliseconds()})
+		n.progress(task, wire.Progress{Stage: wire.StageFrame, Frame: f.Index})
+	}
+	res.Timings.DenoiseMS = renderTime.Milliseconds()
+	res.GPUSeconds = renderTime.Seconds()
+	return nil
+}
+
+// upload writes a frame to S3, retrying a few times. Overwriting is fine: a
+// redelivered task writes the same frame to the same key.
+func (n *Node) upload(ctx context.Context, key string, png []byte) error {
+	var err error
+	delay := 200 * time.Millisecond
+	for try := 0; try < 4; try++ {
+		if try > 0 {
+			sleepCtx(ctx, delay)
+			delay *= 2
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err = n.s3.PutObject(uctx, n.opts.S3.Bucket, key, bytes.NewReader(png), int64(len(png)),
+			minio.PutObjectOptions{ContentType: "image/png"})
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("node: upload %s: %w: %w", key, ErrUnavailable, err)
+}
+
+// succeed publishes the result, then acks.
+func (n *Node) succeed(msg jetstream.Msg, task *wire.Task, res *wire.Result, log hclog.Logger) {
+	n.progress(task, wire.Progress{Stage: wire.StageDone})
+	if err := n.publishResult(task, res, task.MsgID()+".ok"); err != nil {
+		log.Warn("result not published, returning the task", "error", err)
+		_ = msg.NakWithDelay(nakDelay(res.Delivery))
+		return
+	}
+	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(actx); err != nil {
+		// The task may come back; its frames are overwritten with the same
+		// bytes and its result is de-duplicated by Nats-Msg-Id.
+		log.Warn("ack failed", "error", err)
+	}
+	log.Debug("task done", "total_ms", res.Timings.TotalMS)
+}
+
+// fail settles a task that did not succeed: returned to the queue when the
+// node or a backing system is at fault, otherwise terminated with a result
+// that tells the coordinator what happened and whether a retry may help.
+func (n *Node) fail(msg jetstream.Msg, task *wire.Task, res *wire.Result, err error, log hclog.Logger) {
+	var te *TaskError
+	switch {
+	case errors.Is(err, errDrainTimeout):
+		log.Warn("drain timeout, returning the task to the queue")
+		_ = msg.Nak()
+		return
+	case errors.Is(err, ErrUnavailable):
+		d := nakDelay(res.Delivery)
+		log.Warn("backing system failed, returning the task", "error", err, "retry_in", d)
+		_ = msg.NakWithDelay(d)
+		n.pause(min(d, 5*time.Second))
+		return
+	case errors.Is(err, errJobCancelled):
+		te = &TaskError{Code: wire.CodeCancelled, Permanent: true, Err: err}
+	case errors.As(err, &te):
+	default:
+		te = &TaskError{Code: wire.CodeRenderFailed, Err: err}
+	}
+	res.Error = &wire.Error{Code: te.Code, Message: te.Err.Error()}
+	if te.Permanent {
+		no := false
+		res.Retryable = &no
+	}
+	if res.FinishedAt.IsZero() {
+		res.FinishedAt = time.Now().UTC()
+	}
+	if te.Code != wire.CodeCancelled {
+		log.Warn("task failed", "code", te.Code, "error", te.Err, "retryable", res.CanRetry())
+	}
+	n.progress(task, wire.Progress{Stage: wire.StageDone})
+	if res.JobID != "" && wire.ValidID(res.JobID) {
+		msgID := task.MsgID() + ".d" + strconv.Itoa(res.Delivery) + ".fail"
+		if perr := n.publishResult(task, res, msgID); perr != nil {
+			log.Warn("failure not published, returning the task", "error", perr)
+			_ = msg.NakWithDelay(nakDelay(res.Delivery))
+			return
+		}
+	}
+	if terr := msg.TermWithReason(string(te.Code) + ": " + truncate(te.Err.Error(), 200)); terr != nil {
+		log.Warn("term failed", "error", terr)
+	}
+}
+
+// publishResult publishes res on the RESULTS stream, retrying briefly.
+func (n *Node) publishResult(task *wire.Task, res *wire.Result, msgID string) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("node: encode result: %w", err)
+	}
+	m := &nats.Msg{Subject: wire.ResultSubject(res.JobID), Data: data, Header: nats.Header{}}
+	m.Header.Set(wire.HeaderTaskID, task.ID)
+	m.Header.Set(wire.HeaderMsgID, msgID)
+	delay := 100 * time.Millisecond
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = n.js.PublishMsg(ctx, m)
+		cancel()
+		if err == nil || try == 3 {
+			break
+		}
+		time.Sleep(delay)
+		delay *= 2
+	}
+	if err != nil {
+		return fmt.Errorf("node: publish result: %w", err)
+	}
+	return nil
+}
+
+// progress publishes a best-effort progress event.
+func (n *Node) progress(task *wire.Task, p wire.Progress) {
+	if task.JobID == "" {
+		return
+	}
+	p.JobID, p.TaskID, p.NodeID, p.Time = task.JobID, task.ID, n.opts.ID, time.Now().UTC()
+	if len(task.Frames) > 0 && (p.Stage == wire.StageStarted || p.Stage == wire.StageLoading || p.Stage == wire.StageDone) {
+		p.Frame = task.Frames[0].Index
+	}
+	data, err := json.Marshal(p)
+	if err == nil {
+		_ = n.nc.Publish(wire.ProgressSubject(task.JobID), data)
+	}
+}
+
+// nakDelay backs off with the delivery count: 1s, 2s, 4s ... up to 30s.
+func nakDelay(delivered int) time.Duration {
+	d := time.Second << min(max(delivered-1, 0), 5)
+	return min(d, maxNakDelay)
+}
+
+func (n *Node) gpuName() string {
+	if len(n.fp.Devices) > 0 {
+		return n.fp.Devices[0].Name
+	}
+	return n.fp.Backend
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

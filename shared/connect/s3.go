@@ -1,0 +1,115 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"go.uber.org/zap"
+)
+
+// S3Config says how to reach the S3-compatible store and which bucket the
+// farm uses.
+type S3Config struct {
+	// Endpoint is host:port, or a URL whose scheme sets UseTLS.
+	Endpoint  string   `json:"endpoint"`
+	AccessKey string   `json:"access_key"`
+	SecretKey string   `json:"secret_key"`
+	Bucket    string   `json:"bucket"`
+	Region    string   `json:"region,omitempty"`
+	UseTLS    bool     `json:"use_tls,omitempty"`
+	TLS       TLSFiles `json:"tls,omitzero"`
+}
+
+// Validate reports a config that cannot work.
+func (c S3Config) Validate() error {
+	var missing []string
+	if c.Endpoint == "" {
+		missing = append(missing, "endpoint")
+	}
+	if c.Bucket == "" {
+		missing = append(missing, "bucket")
+	}
+	if c.AccessKey == "" || c.SecretKey == "" {
+		missing = append(missing, "access and secret key")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("connect: s3: missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// hostAndTLS splits Endpoint into host:port and whether to use TLS.
+func (c S3Config) hostAndTLS() (string, bool, error) {
+	if !strings.Contains(c.Endpoint, "://") {
+		return c.Endpoint, c.UseTLS || c.TLS.Enabled(), nil
+	}
+	u, err := url.Parse(c.Endpoint)
+	if err != nil {
+		return "", false, fmt.Errorf("connect: s3 endpoint: %w", err)
+	}
+	switch u.Scheme {
+	case "http":
+		return u.Host, false, nil
+	case "https":
+		return u.Host, true, nil
+	}
+	return "", false, fmt.Errorf("connect: s3 endpoint %q: scheme must be http or https", c.Endpoint)
+}
+
+// S3 opens a client for the store. It does not talk to the server.
+func S3(c S3Config) (*minio.Client, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	host, secure, err := c.hostAndTLS()
+	if err != nil {
+		return nil, err
+	}
+	opts := &minio.Options{
+		Creds:  credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
+		Secure: secure,
+		Region: c.Region,
+	}
+	if c.TLS.Enabled() {
+		tc, err := c.TLS.Config()
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		opts.Transport = tr
+	}
+	cli, err := minio.New(host, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect: s3 %s: %w", host, err)
+	}
+	return cli, nil
+}
+
+// EnsureBucket creates the bucket when it does not exist.
+func EnsureBucket(ctx context.Context, cli *minio.Client, bucket, region string) error {
+	ok, err := cli.BucketExists(ctx, bucket)
+	if err != nil {
+		return fmt.Errorf("connect: s3 bucket %s: %w", bucket, err)
+	}
+	if ok {
+		return nil
+	}
+	err = cli.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: region})
+	if err != nil {
+		var er minio.ErrorResponse
+		if errors.As(err, &er) && (er.Code == "BucketAlreadyOwnedByYou" || er.Code == "BucketAlreadyExists") {
+			return nil
+		}
+		return fmt.Errorf("connect: s3 make bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func quietZap() *zap.Logger { return zap.NewNop() }

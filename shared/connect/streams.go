@@ -1,0 +1,109 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamOptions tune the farm's streams and consumers. Everyone who calls
+// EnsureStreams on one farm must pass the same values, or the consumers'
+// configs flap; nodes should not call it and wait for the consumers instead.
+type StreamOptions struct {
+	// AckWait is how long a node may hold a task without an ack or an
+	// in-progress signal before it is redelivered (default 30s).
+	AckWait time.Duration
+	// Replicas of each stream (default 1; 3 for a clustered JetStream).
+	Replicas int
+	// Memory keeps the streams in memory instead of files (benchmarks).
+	Memory bool
+	// DuplicateWindow is the Nats-Msg-Id de-duplication window (default 2m).
+	DuplicateWindow time.Duration
+}
+
+func (o *StreamOptions) fill() {
+	if o.AckWait == 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = 2 * time.Minute
+	}
+}
+
+// EnsureStreams creates or updates the TASKS and RESULTS streams, one
+// durable pull consumer per (class, priority) on TASKS, and the
+// coordinator's consumer on RESULTS.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	o.fill()
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: wire.TasksStream, Subjects: []string{wire.TasksSubjects}, Retention: jetstream.WorkQueuePolicy,
+			Storage: storage, Replicas: o.Replicas, Duplicates: o.DuplicateWindow,
+			Description: "latentfarm render tasks by class and priority"},
+		{Name: wire.ResultsStream, Subjects: []string{wire.ResultsSubjects}, Retention: jetstream.WorkQueuePolicy,
+			Storage: storage, Replicas: o.Replicas, Duplicates: o.DuplicateWindow,
+			Description: "latentfarm task results for the coordinator"},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("connect: stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, c := range wire.AllClasses() {
+		for _, p := range wire.Priorities {
+			cc := jetstream.ConsumerConfig{
+				Durable:       wire.TaskConsumer(c, p),
+				FilterSubject: wire.TaskFilter(c, p),
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       o.AckWait,
+				MaxDeliver:    -1,
+				MaxAckPending: 100000,
+				MaxWaiting:    4096,
+				Description:   fmt.Sprintf("tasks of class %s, priority %s", c, p),
+			}
+			if _, err := js.CreateOrUpdateConsumer(ctx, wire.TasksStream, cc); err != nil {
+				return fmt.Errorf("connect: consumer %s: %w", cc.Durable, err)
+			}
+		}
+	}
+	rc := jetstream.ConsumerConfig{
+		Durable:       wire.ResultsConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: 100000,
+		Description:   "the leading coordinator",
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, wire.ResultsStream, rc); err != nil {
+		return fmt.Errorf("connect: consumer %s: %w", rc.Durable, err)
+	}
+	return nil
+}
+
+// WaitTaskConsumer returns the durable consumer of (c, p), waiting until the
+// coordinator has created it or ctx ends.
+func WaitTaskConsumer(ctx context.Context, js jetstream.JetStream, c wire.Class, p wire.Priority) (jetstream.Consumer, error) {
+	for {
+		cons, err := js.Consumer(ctx, wire.TasksStream, wire.TaskConsumer(c, p))
+		if err == nil {
+			return cons, nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("connect: consumer %s: %w", wire.TaskConsumer(c, p), err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect: waiting for consumer %s: %w", wire.TaskConsumer(c, p), ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

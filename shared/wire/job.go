@@ -1,0 +1,293 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Job kinds.
+const (
+	KindBatch     = "batch"     // prompts x seeds, every image independent
+	KindAnimation = "animation" // keyframes and in-between frames (not served yet)
+)
+
+// Sampler names.
+const (
+	SamplerEuler    = "euler"
+	SamplerEulerA   = "euler_a"
+	SamplerDDIM     = "ddim"
+	SamplerDPMPP2M  = "dpmpp_2m"
+	ScheduleDefault = "default"
+	ScheduleKarras  = "karras"
+	ScheduleAYS     = "ays"
+)
+
+// Defaults and limits of a job spec.
+const (
+	DefaultWidth         = 512
+	DefaultHeight        = 512
+	DefaultSteps         = 20
+	DefaultCFGScale      = 7.5
+	DefaultFramesPerTask = 4
+	DefaultMaxRetries    = 3
+	MaxFramesPerTask     = 64
+	MaxRetriesLimit      = 10
+	MinSize              = 8
+	MaxSize              = 2048
+	MaxSteps             = 150
+	MaxCFGScale          = 30
+	MaxClipSkip          = 12
+	MaxFrames            = 100000
+	MaxPromptBytes       = 4096
+	// MaxSeed keeps seeds exactly representable as JSON numbers everywhere.
+	MaxSeed = 1<<53 - 1
+	// MaxSpecBytes bounds an encoded spec (it is stored in one etcd value).
+	MaxSpecBytes = 1 << 20
+)
+
+// JobSpec is what a user submits. Zero values mean "use the default"; the
+// coordinator stores the spec after Normalize, so a stored spec is explicit.
+type JobSpec struct {
+	// Kind is "batch" (default) or "animation" (reserved).
+	Kind string `json:"kind,omitempty" yaml:"kind,omitempty"`
+	// Name is a free label shown in listings.
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Model names the model in the nodes' model dir or the model store.
+	Model string `json:"model" yaml:"model"`
+	// ModelFamily is sd1, sd2, sdxl or tiny; guessed from Model when empty.
+	ModelFamily string `json:"model_family,omitempty" yaml:"model_family,omitempty"`
+	// Precision is fp16 (default), bf16 or fp32: the weights' precision on the node.
+	Precision string `json:"precision,omitempty" yaml:"precision,omitempty"`
+	// Backend pins the backend (cpu or cuda); empty runs on either. Seeds
+	// reproduce exactly only on one backend.
+	Backend string `json:"backend,omitempty" yaml:"backend,omitempty"`
+	// Prompts are rendered in order; each gets ImagesPerPrompt images.
+	Prompts []string `json:"prompts,omitempty" yaml:"prompts,omitempty"`
+	// PromptsFile is a path read by the client (one prompt a line, # comments);
+	// the coordinator refuses a spec that still carries it.
+	PromptsFile    string `json:"prompts_file,omitempty" yaml:"prompts_file,omitempty"`
+	NegativePrompt string `json:"negative_prompt,omitempty" yaml:"negative_prompt,omitempty"`
+	// Seeds is a list or a range {start, count}; every prompt gets the same seeds.
+	Seeds Seeds `json:"seeds,omitzero" yaml:"seeds,omitempty"`
+	// ImagesPerPrompt defaults to the number of seeds (or 1).
+	ImagesPerPrompt int     `json:"images_per_prompt,omitempty" yaml:"images_per_prompt,omitempty"`
+	Width           int     `json:"width,omitempty" yaml:"width,omitempty"`
+	Height          int     `json:"height,omitempty" yaml:"height,omitempty"`
+	Steps           int     `json:"steps,omitempty" yaml:"steps,omitempty"`
+	CFGScale        float64 `json:"cfg_scale,omitempty" yaml:"cfg_scale,omitempty"`
+	Sampler         string  `json:"sampler,omitempty" yaml:"sampler,omitempty"`
+	Schedule        string  `json:"schedule,omitempty" yaml:"schedule,omitempty"`
+	// ClipSkip 0 or 1 uses the last text encoder layer; 2 the penultimate...
+	ClipSkip int `json:"clip_skip,omitempty" yaml:"clip_skip,omitempty"`
+	// Priority is high, normal (default) or low.
+	Priority Priority `json:"priority,omitempty" yaml:"priority,omitempty"`
+	// FramesPerTask is how many frames one task renders (default 4).
+	FramesPerTask int `json:"frames_per_task,omitempty" yaml:"frames_per_task,omitempty"`
+	// MaxRetries is how many times a failed task is run again (default 3).
+	MaxRetries *int `json:"max_retries,omitempty" yaml:"max_retries,omitempty"`
+	// Keyframes drive an animation job (reserved for kind "animation").
+	Keyframes []Keyframe `json:"keyframes,omitempty" yaml:"keyframes,omitempty"`
+	// InitImage is an S3 key of an input image (reserved for img2img).
+	InitImage string `json:"init_image,omitempty" yaml:"init_image,omitempty"`
+	// Strength is the img2img denoising strength (reserved).
+	Strength float64 `json:"strength,omitempty" yaml:"strength,omitempty"`
+}
+
+// Keyframe is one key of an animation: the frame number it sits at, and the
+// prompt and seed there.
+type Keyframe struct {
+	Frame  int    `json:"frame" yaml:"frame"`
+	Prompt string `json:"prompt" yaml:"prompt"`
+	Seed   int64  `json:"seed" yaml:"seed"`
+}
+
+// ParseJobSpec decodes a spec from YAML or JSON (JSON is valid YAML, but JSON
+// input is decoded strictly as JSON for exact error offsets). Unknown fields
+// are an error.
+func ParseJobSpec(data []byte) (JobSpec, error) {
+	var s JobSpec
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return JobSpec{}, fmt.Errorf("wire: job spec: %w", err)
+		}
+		return s, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return JobSpec{}, fmt.Errorf("wire: job spec: %w", err)
+	}
+	return s, nil
+}
+
+// ReadJobFile reads a spec from a YAML or JSON file and resolves PromptsFile
+// (relative to the spec's folder) into Prompts.
+func ReadJobFile(path string) (JobSpec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return JobSpec{}, fmt.Errorf("wire: job file: %w", err)
+	}
+	s, err := ParseJobSpec(data)
+	if err != nil {
+		return JobSpec{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if s.PromptsFile != "" {
+		p := s.PromptsFile
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(path), p)
+		}
+		if err := s.LoadPromptsFile(p); err != nil {
+			return JobSpec{}, err
+		}
+	}
+	return s, nil
+}
+
+// LoadPromptsFile appends the prompts in the file at path (one a line; blank
+// lines and lines starting with # are skipped) and clears PromptsFile.
+func (s *JobSpec) LoadPromptsFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("wire: prompts file: %w", err)
+	}
+	s.Prompts = append(s.Prompts, ParsePrompts(string(data))...)
+	s.PromptsFile = ""
+	return nil
+}
+
+// ParsePrompts splits prompts-file contents into prompts.
+func ParsePrompts(text string) []string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// Normalize fills every default in place; it never fails. Call it before
+// Validate so that the defaults are validated too.
+func (s *JobSpec) Normalize() {
+	if s.Kind == "" {
+		s.Kind = KindBatch
+	}
+	if s.ModelFamily == "" {
+		s.ModelFamily = GuessFamily(s.Model)
+	}
+	if s.Precision == "" {
+		s.Precision = PrecisionFP16
+	}
+	if s.Width == 0 {
+		s.Width = DefaultWidth
+	}
+	if s.Height == 0 {
+		s.Height = DefaultHeight
+	}
+	if s.Steps == 0 {
+		s.Steps = DefaultSteps
+	}
+	if s.CFGScale == 0 {
+		s.CFGScale = DefaultCFGScale
+	}
+	if s.Sampler == "" {
+		s.Sampler = SamplerEuler
+	}
+	if s.Schedule == "" {
+		s.Schedule = ScheduleDefault
+	}
+	if s.Priority == "" {
+		s.Priority = PriorityNormal
+	}
+	if s.FramesPerTask == 0 {
+		s.FramesPerTask = DefaultFramesPerTask
+	}
+	if s.MaxRetries == nil {
+		n := DefaultMaxRetries
+		s.MaxRetries = &n
+	}
+	if s.ImagesPerPrompt == 0 {
+		switch {
+		case len(s.Seeds.List) > 0:
+			s.ImagesPerPrompt = len(s.Seeds.List)
+		case s.Seeds.Count > 0:
+			s.ImagesPerPrompt = s.Seeds.Count
+		default:
+			s.ImagesPerPrompt = 1
+		}
+	}
+	if s.Seeds.List == nil && s.Seeds.Start != nil && s.Seeds.Count == 0 {
+		s.Seeds.Count = s.ImagesPerPrompt
+	}
+}
+
+// TotalFrames is the number of images the (normalized) job renders.
+func (s *JobSpec) TotalFrames() int {
+	if s.ImagesPerPrompt <= 0 {
+		return 0
+	}
+	return len(s.Prompts) * s.ImagesPerPrompt
+}
+
+// Retries is the normalized MaxRetries.
+func (s *JobSpec) Retries() int {
+	if s.MaxRetries == nil {
+		return DefaultMaxRetries
+	}
+	return *s.MaxRetries
+}
+
+// FieldError is one problem with one field of a request.
+type FieldError struct {
+	// Field is the path of the field, e.g. "width", "prompts[3]", "seeds.count".
+	Field string `json:"field"`
+	// Reason says what is wrong and what is allowed.
+	Reason string `json:"reason"`
+}
+
+// FieldErrors lists every problem found; a nil FieldErrors means none.
+type FieldErrors []FieldError
+
+// Error implements error.
+func (fe FieldErrors) Error() string {
+	parts := make([]string, len(fe))
+	for i, e := range fe {
+		parts[i] = e.Field + ": " + e.Reason
+	}
+	return "invalid job: " + strings.Join(parts, "; ")
+}
+
+// Has reports whether a problem with field is listed.
+func (fe FieldErrors) Has(field string) bool {
+	for _, e := range fe {
+		if e.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+func (fe *FieldErrors) add(field, format string, args ...any) {
+	*fe = append(*fe, FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+}
+
+// AsFieldErrors returns the FieldErrors in err's chain, if any.
+func AsFieldErrors(err error) (FieldErrors, bool) {
+	var fe FieldErrors
+	if errors.As(err, &fe) {
+		return fe, true
+	}
+	return nil, false
+}

@@ -1,0 +1,211 @@
+package wire
+
+import "time"
+
+// Job states.
+const (
+	JobQueued    = "queued"    // accepted, no task finished yet
+	JobRunning   = "running"   // some task finished
+	JobDone      = "done"      // every frame rendered, manifest written
+	JobFailed    = "failed"    // finished with failed frames (manifest lists them)
+	JobCancelled = "cancelled" // cancelled by a user
+)
+
+// JobFinished reports whether state is terminal.
+func JobFinished(state string) bool {
+	return state == JobDone || state == JobFailed || state == JobCancelled
+}
+
+// Task states.
+const (
+	TaskQueued    = "queued"     // published, waiting for a node
+	TaskRunning   = "running"    // a node reported it started
+	TaskRetryWait = "retry_wait" // failed; republished after NotBefore
+	TaskDone      = "done"
+	TaskFailed    = "failed"
+	TaskCancelled = "cancelled"
+)
+
+// JobRecord is a job as stored at JobKey(id). Task states live in
+// TaskRecords; a task without a record is queued.
+type JobRecord struct {
+	ID    string  `json:"id"`
+	Spec  JobSpec `json:"spec"`
+	State string  `json:"state"`
+	// Tasks is how many tasks the spec splits into; Published is how many of
+	// them (in order) have been acknowledged by JetStream.
+	Tasks       int        `json:"tasks"`
+	Published   int        `json:"published"`
+	Class       Class      `json:"class"`
+	VRAMBytes   int64      `json:"vram_bytes"`
+	CreatedAt   time.Time  `json:"created_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	ManifestKey string     `json:"manifest_key,omitempty"`
+	// Counts as of the last write; recomputed from TaskRecords on load.
+	FramesDone   int     `json:"frames_done"`
+	FramesFailed int     `json:"frames_failed"`
+	TasksDone    int     `json:"tasks_done"`
+	TasksFailed  int     `json:"tasks_failed"`
+	GPUSeconds   float64 `json:"gpu_seconds"`
+}
+
+// TaskRecord is a task's state at TaskKey(job, task), written when the
+// coordinator learns something about the task.
+type TaskRecord struct {
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	Attempt int    `json:"attempt"`
+	// NotBefore is when a task in retry_wait is republished.
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	// Node is the node that finished it (or last ran it).
+	Node string `json:"node,omitempty"`
+	// FailedNodes counts failures per node.
+	FailedNodes map[string]int `json:"failed_nodes,omitempty"`
+	Failures    int            `json:"failures,omitempty"`
+	Error       *Error         `json:"error,omitempty"`
+	Result      *Result        `json:"result,omitempty"`
+}
+
+// JobStatus is a job as the API shows it.
+type JobStatus struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name,omitempty"`
+	State        string     `json:"state"`
+	Model        string     `json:"model"`
+	Priority     Priority   `json:"priority"`
+	Class        Class      `json:"class"`
+	VRAMBytes    int64      `json:"vram_bytes"`
+	FramesTotal  int        `json:"frames_total"`
+	FramesDone   int        `json:"frames_done"`
+	FramesFailed int        `json:"frames_failed"`
+	TasksTotal   int        `json:"tasks_total"`
+	TasksDone    int        `json:"tasks_done"`
+	TasksFailed  int        `json:"tasks_failed"`
+	TasksRunning int        `json:"tasks_running"`
+	TasksWaiting int        `json:"tasks_waiting"`
+	GPUSeconds   float64    `json:"gpu_seconds"`
+	CreatedAt    time.Time  `json:"created_at"`
+	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+	Error        string     `json:"error,omitempty"`
+	ManifestKey  string     `json:"manifest_key,omitempty"`
+	// Spec, Tasks and Waiting are filled in the single-job view only.
+	Spec  *JobSpec     `json:"spec,omitempty"`
+	Tasks []TaskStatus `json:"tasks,omitempty"`
+	// Waiting says why waiting tasks wait, one line per reason.
+	Waiting []string `json:"waiting,omitempty"`
+}
+
+// TaskStatus is a task as the API shows it.
+type TaskStatus struct {
+	ID          string         `json:"id"`
+	State       string         `json:"state"`
+	Attempt     int            `json:"attempt"`
+	Frames      [2]int         `json:"frames"` // first and last index
+	Node        string         `json:"node,omitempty"`
+	FailedNodes map[string]int `json:"failed_nodes,omitempty"`
+	Error       *Error         `json:"error,omitempty"`
+	// Why is set on a waiting task: what keeps it from running.
+	Why string `json:"why,omitempty"`
+}
+
+// JobEvent is one element of the /v1/jobs/{id}/events stream.
+type JobEvent struct {
+	// Type is "status" (counts changed or first event), "progress" (a node's
+	// step progress) or "end" (the job finished; the stream closes).
+	Type     string     `json:"type"`
+	Job      *JobStatus `json:"job,omitempty"`
+	Progress *Progress  `json:"progress,omitempty"`
+	Time     time.Time  `json:"time"`
+}
+
+// Job event types.
+const (
+	EventStatus   = "status"
+	EventProgress = "progress"
+	EventEnd      = "end"
+)
+
+// SubmitResponse is the body of a successful POST /v1/jobs.
+type SubmitResponse struct {
+	Job JobStatus `json:"job"`
+}
+
+// JobList is the body of GET /v1/jobs.
+type JobList struct {
+	Jobs []JobStatus `json:"jobs"`
+}
+
+// NodeList is the body of GET /v1/nodes.
+type NodeList struct {
+	Nodes []NodeInfo `json:"nodes"`
+}
+
+// FrameURL is one downloadable frame of GET /v1/jobs/{id}/files.
+type FrameURL struct {
+	Index int    `json:"index,omitempty"`
+	Key   string `json:"key"`
+	URL   string `json:"url"`
+}
+
+// FileList is the body of GET /v1/jobs/{id}/files: presigned URLs of the
+// manifest and every frame.
+type FileList struct {
+	Manifest FrameURL   `json:"manifest"`
+	Frames   []FrameURL `json:"frames"`
+	// Expires is when the URLs stop working.
+	Expires time.Time `json:"expires"`
+}
+
+// APIError is the body of every API error response.
+type APIError struct {
+	Error APIErrorBody `json:"error"`
+}
+
+// APIErrorBody is the code, message and field errors of an API error.
+type APIErrorBody struct {
+	Code    Code        `json:"code"`
+	Message string      `json:"message"`
+	Fields  FieldErrors `json:"fields,omitempty"`
+	// Leader is the leader's URL on a not_leader error, when known.
+	Leader string `json:"leader,omitempty"`
+}
+
+// Manifest is written to ManifestKey(job) when a job finishes. Frames lists
+// every rendered frame exactly once, by index.
+type Manifest struct {
+	JobID       string          `json:"job_id"`
+	State       string          `json:"state"`
+	Spec        JobSpec         `json:"spec"`
+	CreatedAt   time.Time       `json:"created_at"`
+	FinishedAt  time.Time       `json:"finished_at"`
+	WallSeconds float64         `json:"wall_seconds"`
+	GPUSeconds  float64         `json:"gpu_seconds"`
+	FramesTotal int             `json:"frames_total"`
+	Frames      []ManifestFrame `json:"frames"`
+	Failed      []FailedFrame   `json:"failed,omitempty"`
+	// Nodes counts frames per node.
+	Nodes map[string]int `json:"nodes"`
+}
+
+// ManifestFrame is one rendered frame in a manifest.
+type ManifestFrame struct {
+	Index    int    `json:"index"`
+	Key      string `json:"key"`
+	Prompt   string `json:"prompt"`
+	Seed     int64  `json:"seed"`
+	Node     string `json:"node"`
+	GPU      string `json:"gpu,omitempty"`
+	TaskID   string `json:"task_id"`
+	Attempt  int    `json:"attempt"`
+	RenderMS int64  `json:"render_ms"`
+	// GPUSeconds is the task's device time shared evenly by its frames.
+	GPUSeconds float64 `json:"gpu_seconds"`
+}
+
+// FailedFrame is a frame that was not rendered.
+type FailedFrame struct {
+	Index  int    `json:"index"`
+	TaskID string `json:"task_id"`
+	Error  Error  `json:"error"`
+}

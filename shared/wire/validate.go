@@ -1,0 +1,224 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"unicode/utf8"
+)
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// Validate checks a normalized spec and returns a FieldErrors listing every
+// problem (nil when there is none). It does not stop at the first problem.
+func (s *JobSpec) Validate() error {
+	var fe FieldErrors
+	s.validateKind(&fe)
+	s.validateModel(&fe)
+	s.validatePrompts(&fe)
+	s.validateSeeds(&fe)
+	s.validateImage(&fe)
+	s.validateSampling(&fe)
+	s.validateScheduling(&fe)
+	if len(fe) == 0 {
+		s.validateFit(&fe)
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	return fe
+}
+
+func (s *JobSpec) validateKind(fe *FieldErrors) {
+	switch s.Kind {
+	case KindBatch:
+		if len(s.Keyframes) > 0 {
+			fe.add("keyframes", "only an animation job has keyframes")
+		}
+	case KindAnimation:
+		fe.add("kind", "animation jobs are not supported by this coordinator yet")
+	default:
+		fe.add("kind", "unknown kind %q (want batch)", s.Kind)
+	}
+	if s.InitImage != "" {
+		fe.add("init_image", "image inputs are not supported yet")
+	}
+	if s.Strength != 0 {
+		fe.add("strength", "image inputs are not supported yet")
+	}
+	if len(s.Name) > 200 {
+		fe.add("name", "longer than 200 bytes")
+	}
+}
+
+func (s *JobSpec) validateModel(fe *FieldErrors) {
+	switch {
+	case s.Model == "":
+		fe.add("model", "required")
+	case !ValidModelName(s.Model):
+		fe.add("model", "%q is not a model name (letters, digits, '-', '_', '.', 1..128 characters, not starting with '.')", s.Model)
+	}
+	if _, ok := families[s.ModelFamily]; !ok {
+		fe.add("model_family", "unknown family %q (want sd1, sd2, sdxl or tiny)", s.ModelFamily)
+	}
+	if _, ok := precisionBytes[s.Precision]; !ok {
+		fe.add("precision", "unknown precision %q (want fp16, bf16 or fp32)", s.Precision)
+	}
+	switch s.Backend {
+	case BackendAny, BackendCPU, BackendCUDA:
+	default:
+		fe.add("backend", "unknown backend %q (want cpu, cuda or empty for either)", s.Backend)
+	}
+}
+
+func (s *JobSpec) validatePrompts(fe *FieldErrors) {
+	if s.PromptsFile != "" {
+		fe.add("prompts_file", "the coordinator cannot read client files; send prompts (farm submit reads the file)")
+	}
+	if len(s.Prompts) == 0 {
+		fe.add("prompts", "at least one prompt is required")
+	}
+	for i, p := range s.Prompts {
+		field := fmt.Sprintf("prompts[%d]", i)
+		switch {
+		case p == "":
+			fe.add(field, "empty prompt")
+		case len(p) > MaxPromptBytes:
+			fe.add(field, "longer than %d bytes", MaxPromptBytes)
+		case !utf8.ValidString(p):
+			fe.add(field, "not valid UTF-8")
+		}
+	}
+	if len(s.NegativePrompt) > MaxPromptBytes {
+		fe.add("negative_prompt", "longer than %d bytes", MaxPromptBytes)
+	} else if !utf8.ValidString(s.NegativePrompt) {
+		fe.add("negative_prompt", "not valid UTF-8")
+	}
+}
+
+func (s *JobSpec) validateSeeds(fe *FieldErrors) {
+	if s.ImagesPerPrompt < 1 {
+		fe.add("images_per_prompt", "must be at least 1, got %d", s.ImagesPerPrompt)
+	}
+	sd := s.Seeds
+	if sd.List != nil {
+		if sd.Start != nil || sd.Count != 0 {
+			fe.add("seeds", "give a list or a range, not both")
+		}
+		if len(sd.List) == 0 {
+			fe.add("seeds", "empty list")
+		}
+		seen := make(map[int64]int, len(sd.List))
+		for i, v := range sd.List {
+			field := fmt.Sprintf("seeds[%d]", i)
+			if v < 0 || v > MaxSeed {
+				fe.add(field, "seed %d outside 0..%d", v, int64(MaxSeed))
+			}
+			if j, dup := seen[v]; dup {
+				fe.add(field, "seed %d repeats seeds[%d]", v, j)
+			}
+			seen[v] = i
+		}
+		if s.ImagesPerPrompt >= 1 && len(sd.List) > 0 && s.ImagesPerPrompt != len(sd.List) {
+			fe.add("images_per_prompt", "is %d but seeds lists %d seeds (every prompt gets each listed seed)", s.ImagesPerPrompt, len(sd.List))
+		}
+		return
+	}
+	if sd.Count < 0 {
+		fe.add("seeds.count", "must not be negative, got %d", sd.Count)
+	}
+	if sd.Start != nil {
+		if *sd.Start < 0 || *sd.Start > MaxSeed {
+			fe.add("seeds.start", "seed %d outside 0..%d", *sd.Start, int64(MaxSeed))
+		} else if sd.Count > 0 && *sd.Start > MaxSeed-int64(sd.Count)+1 {
+			fe.add("seeds.count", "range from %d past the largest seed %d", *sd.Start, int64(MaxSeed))
+		}
+	} else if sd.Count != 0 {
+		fe.add("seeds.start", "required when seeds.count is given")
+	}
+	if sd.Count > 0 && s.ImagesPerPrompt >= 1 && sd.Count != s.ImagesPerPrompt {
+		fe.add("images_per_prompt", "is %d but seeds.count is %d", s.ImagesPerPrompt, sd.Count)
+	}
+}
+
+func (s *JobSpec) validateImage(fe *FieldErrors) {
+	for _, d := range []struct {
+		field string
+		v     int
+	}{{"width", s.Width}, {"height", s.Height}} {
+		switch {
+		case d.v < MinSize || d.v > MaxSize:
+			fe.add(d.field, "%d outside %d..%d", d.v, MinSize, MaxSize)
+		case d.v%8 != 0:
+			fe.add(d.field, "%d is not a multiple of 8", d.v)
+		}
+	}
+}
+
+func (s *JobSpec) validateSampling(fe *FieldErrors) {
+	if s.Steps < 1 || s.Steps > MaxSteps {
+		fe.add("steps", "%d outside 1..%d", s.Steps, MaxSteps)
+	}
+	if math.IsNaN(s.CFGScale) || s.CFGScale < 0 || s.CFGScale > MaxCFGScale {
+		fe.add("cfg_scale", "%g outside 0..%d", s.CFGScale, MaxCFGScale)
+	}
+	switch s.Sampler {
+	case SamplerEuler, SamplerEulerA, SamplerDDIM, SamplerDPMPP2M:
+	default:
+		fe.add("sampler", "unknown sampler %q (want euler, euler_a, ddim or dpmpp_2m)", s.Sampler)
+	}
+	switch s.Schedule {
+	case ScheduleDefault, ScheduleKarras, ScheduleAYS:
+	default:
+		fe.add("schedule", "unknown schedule %q (want default, karras or ays)", s.Schedule)
+	}
+	if s.ClipSkip < 0 || s.ClipSkip > MaxClipSkip {
+		fe.add("clip_skip", "%d outside 0..%d", s.ClipSkip, MaxClipSkip)
+	}
+}
+
+func (s *JobSpec) validateScheduling(fe *FieldErrors) {
+	if !s.Priority.Valid() {
+		fe.add("priority", "unknown priority %q (want high, normal or low)", s.Priority)
+	}
+	if s.FramesPerTask < 1 || s.FramesPerTask > MaxFramesPerTask {
+		fe.add("frames_per_task", "%d outside 1..%d", s.FramesPerTask, MaxFramesPerTask)
+	}
+	if r := s.Retries(); r < 0 || r > MaxRetriesLimit {
+		fe.add("max_retries", "%d outside 0..%d", r, MaxRetriesLimit)
+	}
+	if s.ImagesPerPrompt >= 1 && len(s.Prompts) > 0 {
+		if n := int64(len(s.Prompts)) * int64(s.ImagesPerPrompt); n > MaxFrames {
+			fe.add("images_per_prompt", "%d prompts x %d images = %d frames, more than the limit of %d", len(s.Prompts), s.ImagesPerPrompt, n, MaxFrames)
+		}
+	}
+	if b, err := json.Marshal(s); err == nil && len(b) > MaxSpecBytes {
+		fe.add("prompts", "the spec is %d bytes encoded, more than the limit of %d", len(b), MaxSpecBytes)
+	}
+}
+
+// validateFit runs once the rest is valid: the VRAM estimate must fit a class.
+func (s *JobSpec) validateFit(fe *FieldErrors) {
+	est := s.VRAMEstimate()
+	if _, ok := ClassFor(s.Backend, est); !ok {
+		fe.add("width", "%dx%d with model family %s needs about %s, more than the largest class (%s)",
+			s.Width, s.Height, s.ModelFamily, FormatBytes(est), FormatBytes(Tiers[len(Tiers)-1].TaskMaxBytes()))
+	}
+}
+
+// ValidModelName reports whether name can name a model: it appears in S3
+// keys and node model dirs.
+func ValidModelName(name string) bool {
+	if name == "" || len(name) > 128 || name[0] == '.' {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
