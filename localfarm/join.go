@@ -11,13 +11,13 @@ import (
 // machine to the farm described by c.
 func JoinCommand(c wire.Credentials) string {
 	args := []string{"farm", "node",
-		"--nats", c.NATSURL, "--nats-user", c.NATSUser, "--nats-password", c.NATSPassword,
+		"--nats-url", c.NATSURL, "--nats-user", c.NATSUser, "--nats-password", c.NATSPassword,
 		"--etcd", strings.Join(c.EtcdEndpoints, ","),
 	}
 	if c.EtcdUser != "" {
 		args = append(args, "--etcd-user", c.EtcdUser, "--etcd-password", c.EtcdPassword)
 	}
-	args = append(args, "--s3", c.S3Endpoint, "--s3-access-key", c.S3AccessKey,
+	args = append(args, "--s3-endpoint", c.S3Endpoint, "--s3-access-key", c.S3AccessKey,
 		"--s3-secret-key", c.S3SecretKey, "--s3-bucket", c.S3Bucket)
 	for i, a := range args {
 		args[i] = shellQuote(a)
