@@ -213,7 +213,7 @@ func TestJoinCommand_QuotesAndCarriesEveryEndpoint(t *testing.T) {
 	got := localfarm.JoinCommand(c)
 	want := `farm node --nats-url nats://10.0.0.5:4222 --nats-user farm --nats-password 'a b'\''c' ` +
 		`--etcd http://10.0.0.5:2379 --etcd-user root --etcd-password pw ` +
-		`--s3 http://10.0.0.5:7070 --s3-access-key AK --s3-secret-key SK --s3-bucket farm`
+		`--s3-endpoint http://10.0.0.5:7070 --s3-access-key AK --s3-secret-key SK --s3-bucket farm`
 	if got != want {
 		t.Fatalf("JoinCommand =\n%s\nwant\n%s", got, want)
 	}
