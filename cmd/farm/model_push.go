@@ -15,20 +15,22 @@ import (
 )
 
 func init() {
-	register("model", "manage the farm's model store: push NAME PATH, list", runModel)
+	register("model", "models: init-tiny DIR (make a small random model), push NAME PATH, list (the farm's store)", runModel)
 }
 
 func runModel(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("usage: farm model push NAME PATH | farm model list")
+		return usagef("usage: farm model init-tiny DIR | farm model push NAME PATH | farm model list")
 	}
 	switch args[0] {
+	case "init-tiny":
+		return runModelInitTiny(ctx, args[1:])
 	case "push":
 		return runModelPush(ctx, args[1:])
 	case "list":
 		return runModelList(ctx, args[1:])
 	}
-	return usagef("unknown model command %q: want push or list", args[0])
+	return usagef("unknown model command %q: want init-tiny, push or list", args[0])
 }
 
 // modelStore parses the S3 flags and opens the store.
