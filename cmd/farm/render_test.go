@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -76,19 +78,30 @@ func TestRender_ReproducesGoldenImages(t *testing.T) {
 	}
 }
 
-func TestRender_BadFlagsExit2(t *testing.T) {
+func TestRender_BadFlags(t *testing.T) {
 	fix := testfixtures.Dir(t)
-	for _, args := range [][]string{
-		{"render", "--prompt", "x", "--output", "x.png"},
-		{"render", "--model", fix, "--prompt", "x", "--output", "x.jpg"},
-		{"render", "--model", fix, "--prompt", "x", "--output", "x.png", "--sampler", "heun"},
-		{"render", "--model", fix, "--prompt", "x", "--output", "x.png", "--width", "30"},
-		{"render", "--model", fix, "--prompt", "x", "--output", "x.png", "--steps", "many"},
-		{"render", "--model", fix, "--prompt", "x", "--output", "x.png", "--batch", "0"},
-		{"render", "--model", fix, "--prompt", "x", "--output", "x.png", "--schedule", "exponential"},
+	base := []string{"--model", fix, "--prompt", "x", "--output", "x.png"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--prompt", "x", "--output", "x.png"}, "--model is required"},
+		{[]string{"--model", fix}, "--prompt is required; --output is required"},
+		{[]string{"--model", fix, "--prompt", "x", "--output", "x.jpg"}, `--output "x.jpg": must end in .png`},
+		{append(base, "--sampler", "heun"), `--sampler "heun": want euler, euler_a, ddim or dpmpp_2m`},
+		{append(base, "--width", "30"), "size 30x512: width and height must be positive multiples of 8"},
+		{append(base, "--steps", "many"), `invalid value "many" for flag -steps`},
+		{append(base, "--batch", "0"), "--batch 0: must be at least 1"},
+		{append(base, "--schedule", "exponential"), `--schedule "exponential": want default, karras or ays`},
+		{append(base, "extra"), `unexpected arguments ["extra"]`},
 	} {
-		if code := run(args); code != 2 {
-			t.Errorf("farm %s: exit code %d, want 2", strings.Join(args, " "), code)
+		err := runRender(context.Background(), tc.args)
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("farm render %s: error %v, want a usage error containing %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+		if code := run(append([]string{"render"}, tc.args...)); code != 2 {
+			t.Errorf("farm render %s: exit code %d, want 2", strings.Join(tc.args, " "), code)
 		}
 	}
 }
