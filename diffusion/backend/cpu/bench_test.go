@@ -20,7 +20,7 @@ import (
 func BenchmarkSGEMMTable(b *testing.B) {
 	c := New()
 	r := rand.New(rand.NewPCG(1, 1))
-	fmt.Fprintf(os.Stdout, "threads %d, OpenBLAS linked: %v\n", c.threads, blasGemm != nil)
+	fmt.Fprintf(os.Stdout, "threads %d, %s, elementwise kernels: %s\n", c.threads, BLAS(), simdLevel())
 	fmt.Fprintf(os.Stdout, "%-34s %10s %10s %10s %8s %8s\n", "shape (MxNxK)", "ours", "openblas", "pure-go", "ours/ob", "go/ob")
 	type shape struct {
 		name    string

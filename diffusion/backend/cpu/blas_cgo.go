@@ -6,8 +6,16 @@ package cpu
 #cgo LDFLAGS: -lopenblas
 #include <cblas.h>
 void openblas_set_num_threads(int num_threads);
+char* openblas_get_corename(void);
+char* openblas_get_config(void);
 */
 import "C"
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
 
 // With cgo the matrix products go through OpenBLAS. It is pinned to one
 // thread because the backend already runs one kernel call per core
@@ -18,6 +26,22 @@ func init() {
 	C.openblas_set_num_threads(1)
 	blasGemm = cblasGemm
 	serialGemm = cblasGemm
+}
+
+// BLAS describes the matrix-product kernel in use, for benchmark reports.
+// OpenBLAS picks its kernels for the CPU it runs on unless OPENBLAS_CORETYPE
+// names them; on AVX-512 CPUs forcing Haswell halves sgemm's speed.
+func BLAS() string {
+	cfg := strings.Fields(C.GoString(C.openblas_get_config()))
+	version := "OpenBLAS"
+	if len(cfg) >= 2 {
+		version = cfg[0] + " " + cfg[1]
+	}
+	s := fmt.Sprintf("%s, %s kernels", version, C.GoString(C.openblas_get_corename()))
+	if ct := os.Getenv("OPENBLAS_CORETYPE"); ct != "" {
+		s += " (OPENBLAS_CORETYPE=" + ct + ")"
+	}
+	return s
 }
 
 // cblasGemm is a gemmFunc on cblas_sgemm; callers have checked the sizes.

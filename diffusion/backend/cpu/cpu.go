@@ -2,8 +2,9 @@
 // operation spread over all cores. It is the numerical reference the other
 // backends are tested against, so clarity of the arithmetic wins over
 // cleverness everywhere except the matrix products (OpenBLAS through cgo, a
-// blocked pure-Go kernel without cgo or with -tags noopenblas) and exp
-// (expf, within 1e-7 of math.Exp). It must never import model code or
+// blocked pure-Go kernel without cgo or with -tags noopenblas), exp (expf,
+// within 1e-7 of math.Exp) and, in cgo builds, the vectorised softmax, GELU
+// and GroupNorm kernels of kernels.c. It must never import model code or
 // anything from the farm.
 package cpu
 
@@ -257,15 +258,7 @@ func (c *Backend) GroupNorm(x, gamma, beta *backend.Tensor, groups int, eps floa
 				cidx := grp*per + k
 				scale := float32(inv) * g[cidx]
 				shift := bt[cidx] - float32(mean)*scale
-				src := seg[k*spatial : (k+1)*spatial]
-				dst := res[off+k*spatial : off+(k+1)*spatial]
-				for i, v := range src {
-					y := v*scale + shift
-					if silu {
-						y = siluf(y)
-					}
-					dst[i] = y
-				}
+				affineTo(res[off+k*spatial:off+(k+1)*spatial], seg[k*spatial:(k+1)*spatial], scale, shift, silu)
 			}
 		}
 	})
@@ -309,18 +302,17 @@ func (c *Backend) Softmax(x *backend.Tensor) *backend.Tensor {
 	d := x.Dim(-1)
 	res := append([]float32(nil), data(x)...)
 	c.parallelFor(len(res)/d, func(lo, hi int) {
+		sums := make([]float32, hi-lo)
+		softmaxRows(res[lo*d:hi*d], hi-lo, d, d, d, 0, sums)
 		for r := lo; r < hi; r++ {
-			softmaxRow(res[r*d : (r+1)*d])
+			row := res[r*d : (r+1)*d]
+			inv := 1 / sums[r-lo]
+			for i := range row {
+				row[i] *= inv
+			}
 		}
 	})
 	return wrap(res, x.Shape()...)
-}
-
-func softmaxRow(row []float32) {
-	inv := 1 / expSub(row, rowMax(row))
-	for i := range row {
-		row[i] *= inv
-	}
 }
 
 // Attention implements backend.Backend: per batch item, head and block of
@@ -340,7 +332,11 @@ func (c *Backend) Attention(q, k, v *backend.Tensor, opt backend.AttentionOption
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	qd, kd, vd := data(q), data(k), data(v)
 	res := make([]float32, bsz*lq*width)
-	const block = 32
+	// Blocks of 256 query rows: the scores (256 x keys) stay in L3 while
+	// OpenBLAS packs each head's k and v 16 times instead of 128 times at
+	// 4096 tokens; measured 215-240 ms against 300-320 ms for 32 rows on
+	// a 4096-token, 8-head self-attention.
+	const block = 256
 	qBlocks := (lq + block - 1) / block
 	c.parallelFor(bsz*heads*qBlocks, func(lo, hi int) {
 		scores := make([]float32, block*lk)
@@ -359,15 +355,12 @@ func (c *Backend) Attention(q, k, v *backend.Tensor, opt backend.AttentionOption
 			kvOff := bi*lk*width + h*dh
 			gemmStrided(true, rows, keys, dh, scale, qd[qOff:], width, kd[kvOff:], width, 0, sc, keys)
 			// The rows of exp(scores - max) are normalised after the product
-			// with v: dh divisions per row instead of keys.
-			for i := 0; i < rows; i++ {
-				row := sc[i*keys : (i+1)*keys]
-				if opt.Causal {
-					seen := min(q0+i+1, keys)
-					clear(row[seen:])
-					row = row[:seen]
-				}
-				sums[i] = expSub(row, rowMax(row))
+			// with v: dh divisions per row instead of keys. Causal row i
+			// sees keys [0, q0+i].
+			if opt.Causal {
+				softmaxRows(sc, rows, keys, keys, q0+1, 1, sums[:rows])
+			} else {
+				softmaxRows(sc, rows, keys, keys, keys, 0, sums[:rows])
 			}
 			gemmStrided(false, rows, dh, keys, 1, sc, keys, vd[kvOff:], width, 0, res[qOff:], width)
 			for i := 0; i < rows; i++ {

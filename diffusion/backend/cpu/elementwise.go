@@ -48,6 +48,12 @@ func (c *Backend) mapUnary(x *backend.Tensor, f func(float32) float32) *backend.
 
 // Activate implements backend.Backend.
 func (c *Backend) Activate(x *backend.Tensor, a backend.Activation) *backend.Tensor {
+	if a == backend.GELU {
+		src := data(x)
+		res := make([]float32, len(src))
+		c.parallelFor(len(src), func(lo, hi int) { geluTo(res[lo:hi], src[lo:hi]) })
+		return wrap(res, x.Shape()...)
+	}
 	return c.mapUnary(x, activation(a))
 }
 
@@ -62,13 +68,7 @@ func (c *Backend) GEGLU(x *backend.Tensor) *backend.Tensor {
 	src := data(x)
 	res := make([]float32, rows*half)
 	c.parallelFor(rows, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			in := src[r*d : (r+1)*d]
-			out := res[r*half : (r+1)*half]
-			for i := range out {
-				out[i] = in[i] * geluf(in[half+i])
-			}
-		}
+		gegluRows(res[lo*half:hi*half], src[lo*d:hi*d], hi-lo, half)
 	})
 	shape := append([]int(nil), x.Shape()...)
 	shape[len(shape)-1] = half
