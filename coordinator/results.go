@@ -309,9 +309,8 @@ func (c *Coordinator) finalize(ctx context.Context, id string) {
 		return
 	}
 	if j.rec.State != wire.JobCancelled {
-		j.rec.State = wire.JobDone
-		if j.rec.FramesFailed > 0 {
-			j.rec.State = wire.JobFailed
+		j.rec.State = finalState(j)
+		if j.rec.State == wire.JobFailed {
 			j.rec.Error = fmt.Sprintf("%d of %d frames failed", j.rec.FramesFailed, m.FramesTotal)
 		}
 		j.rec.FinishedAt = &now
@@ -332,14 +331,27 @@ func (c *Coordinator) finalize(ctx context.Context, id string) {
 	c.log.Info("job finished", "job_id", id, "state", state, "frames", len(m.Frames), "failed", len(m.Failed), "wall_seconds", m.WallSeconds)
 }
 
-// manifest builds j's manifest from its task records. Call with c.mu held.
+// finalState is the state j ends in: cancelled, failed when frames failed,
+// otherwise done. Call with c.mu held.
+func finalState(j *job) string {
+	switch {
+	case j.rec.State == wire.JobCancelled:
+		return wire.JobCancelled
+	case j.rec.FramesFailed > 0:
+		return wire.JobFailed
+	}
+	return wire.JobDone
+}
+
+// manifest builds j's manifest from its task records, with the state the
+// job ends in. Call with c.mu held.
 func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 	fin := now
 	if j.rec.FinishedAt != nil {
 		fin = *j.rec.FinishedAt
 	}
 	m := wire.Manifest{
-		JobID: j.rec.ID, State: j.rec.State, Spec: j.rec.Spec, CreatedAt: j.rec.CreatedAt, FinishedAt: fin,
+		JobID: j.rec.ID, State: finalState(j), Spec: j.rec.Spec, CreatedAt: j.rec.CreatedAt, FinishedAt: fin,
 		WallSeconds: fin.Sub(j.rec.CreatedAt).Seconds(), FramesTotal: j.rec.Spec.TotalFrames(),
 		Nodes: map[string]int{}, Frames: make([]wire.ManifestFrame, 0, j.rec.FramesDone),
 	}

@@ -19,7 +19,8 @@ import (
 // GatewayConfig configures the S3 gateway process (see RunGateway).
 type GatewayConfig struct {
 	// Dir holds the gateway's data: buckets/ (one folder per bucket, objects
-	// as files) and meta/ (object metadata, kept apart so no xattrs are needed).
+	// as files) with object metadata in extended attributes where the file
+	// system has them, else in meta/ (see useXattrs).
 	Dir string
 	// Addr is host:port to listen on.
 	Addr string
@@ -73,11 +74,16 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, ready func()) error {
 			return fmt.Errorf("%w: %w", ErrS3, err)
 		}
 	}
-	sc, err := meta.NewSideCar(metaDir)
-	if err != nil {
-		return fmt.Errorf("%w: metadata dir: %w", ErrS3, err)
+	var store meta.MetadataStorer = meta.XattrMeta{}
+	var popts posix.PosixOpts
+	if !useXattrs(buckets, metaDir) {
+		sc, err := meta.NewSideCar(metaDir)
+		if err != nil {
+			return fmt.Errorf("%w: metadata dir: %w", ErrS3, err)
+		}
+		store, popts.SideCarDir = sc, metaDir
 	}
-	be, err := posix.New(buckets, sc, posix.PosixOpts{SideCarDir: metaDir})
+	be, err := posix.New(buckets, store, popts)
 	if err != nil {
 		return fmt.Errorf("%w: posix backend: %w", ErrS3, err)
 	}

@@ -219,9 +219,11 @@ type Node struct {
 	current    *running
 	drainReq   bool
 	pauseUntil time.Time
+	received   []string // ids of pulled task messages, the last maxReceived
 
-	wake chan struct{}
-	ran  bool
+	wake  chan struct{}
+	hints pullHints
+	ran   bool
 }
 
 // running is the task being rendered.
@@ -243,6 +245,7 @@ func New(opts Options) (*Node, error) {
 	return &Node{
 		opts: opts, log: opts.Logger.Named("node").With("node_id", opts.ID), fp: fp,
 		classes: fp.Classes(), cancelSeen: map[string]bool{}, wake: make(chan struct{}, 1),
+		hints: newPullHints(),
 	}, nil
 }
 
@@ -251,6 +254,27 @@ func (n *Node) ID() string { return n.opts.ID }
 
 // Classes are the task classes the node pulls, largest tier first.
 func (n *Node) Classes() []wire.Class { return append([]wire.Class(nil), n.classes...) }
+
+// maxReceived bounds the task ids Received remembers.
+const maxReceived = 4096
+
+// Received lists the ids of the task messages this node pulled, oldest
+// first (at most the last 4096): the node's own record of what reached it,
+// whatever became of each task.
+func (n *Node) Received() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.received...)
+}
+
+func (n *Node) noteReceived(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.received) >= maxReceived {
+		n.received = append(n.received[:0], n.received[len(n.received)-maxReceived/2:]...)
+	}
+	n.received = append(n.received, id)
+}
 
 // Drain makes the node stop pulling; the current task finishes, and the node
 // stays registered as draining until Run's context ends.
@@ -440,7 +464,7 @@ func (n *Node) subscribe() ([]*nats.Subscription, error) {
 	// subscribers of its subject: an idle node wakes at once instead of
 	// polling every consumer.
 	for _, c := range n.classes {
-		if err := add("tasks."+string(c)+".>", func(*nats.Msg) { n.signal() }); err != nil {
+		if err := add("tasks."+string(c)+".>", n.onTaskPublished); err != nil {
 			return nil, err
 		}
 	}

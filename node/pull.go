@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
@@ -62,6 +64,10 @@ func (n *Node) pullOne(ctx context.Context, cs *consumers, tick uint64) (*pulled
 			return nil, nil
 		}
 		name := p.Consumer()
+		gen, skip := n.hints.check(name, time.Now(), n.opts.PollInterval)
+		if skip {
+			continue
+		}
 		h, err := cs.get(ctx, name)
 		if err != nil {
 			firstErr = cmpOr(firstErr, err)
@@ -79,11 +85,15 @@ func (n *Node) pullOne(ctx context.Context, cs *consumers, tick uint64) (*pulled
 		for m := range batch.Messages() {
 			msg = m
 		}
-		if err := batch.Error(); err != nil {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		berr := batch.Error()
+		if berr != nil {
+			if errors.Is(berr, jetstream.ErrConsumerDeleted) || errors.Is(berr, jetstream.ErrConsumerNotFound) {
 				cs.forget(name)
 			}
-			firstErr = cmpOr(firstErr, err)
+			firstErr = cmpOr(firstErr, berr)
+		}
+		if msg == nil && berr == nil {
+			n.hints.empty(name, gen, time.Now())
 		}
 		if msg != nil {
 			var wait time.Duration
@@ -138,6 +148,62 @@ func (n *Node) serve(ctx context.Context) {
 		n.handle(ctx, p)
 		idleSince = time.Now()
 	}
+}
+
+// onTaskPublished handles the plain copy of a task published on the TASKS
+// stream: its consumer has work again, and an idle node wakes at once.
+func (n *Node) onTaskPublished(m *nats.Msg) {
+	// tasks.<class>.<priority>.<job>
+	if parts := strings.Split(m.Subject, "."); len(parts) == 4 {
+		n.hints.published(wire.TaskConsumer(wire.Class(parts[1]), wire.Priority(parts[2])))
+	}
+	n.signal()
+}
+
+// pullHints remembers which task consumers were found empty, so that a busy
+// node asks the one consumer that has its work instead of every (class,
+// priority) consumer before each task: each empty fetch is a round trip to
+// the server. A consumer found empty is skipped until a task is published
+// for it (the node sees the plain copy of every publish of its classes) or
+// for one poll interval, after which redelivered and delayed tasks, which
+// come without a publish, are found.
+type pullHints struct {
+	mu    sync.Mutex
+	gen   map[string]uint64    // consumer -> publishes seen
+	marks map[string]emptyMark // consumer -> found empty
+}
+
+type emptyMark struct {
+	at  time.Time
+	gen uint64
+}
+
+func newPullHints() pullHints {
+	return pullHints{gen: map[string]uint64{}, marks: map[string]emptyMark{}}
+}
+
+func (h *pullHints) published(consumer string) {
+	h.mu.Lock()
+	h.gen[consumer]++
+	h.mu.Unlock()
+}
+
+// check reports whether to skip consumer now, and the publish count to pass
+// to empty after fetching from it.
+func (h *pullHints) check(consumer string, now time.Time, ttl time.Duration) (gen uint64, skip bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	gen = h.gen[consumer]
+	m, ok := h.marks[consumer]
+	return gen, ok && m.gen == gen && now.Sub(m.at) < ttl
+}
+
+// empty records that consumer had no task at now, when gen publishes had
+// been seen. A publish seen since (even one racing with the fetch) voids it.
+func (h *pullHints) empty(consumer string, gen uint64, now time.Time) {
+	h.mu.Lock()
+	h.marks[consumer] = emptyMark{at: now, gen: gen}
+	h.mu.Unlock()
 }
 
 // waitForWork blocks until a task is announced, the poll interval passes,

@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"sync"
 	"time"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
@@ -111,6 +112,21 @@ func (l *LoadTest) Render(ctx context.Context, task *wire.Task, frame wire.Frame
 	return loadTestPNG(frame)
 }
 
+// loadTestEncoder reuses its compressor between frames: png.Encode allocates
+// a fresh one (hundreds of KiB) per image, which made the load-test renderer
+// itself a large part of a farm benchmark's CPU and GC time.
+var loadTestEncoder = &png.Encoder{BufferPool: &pngPool{}}
+
+// pngPool is a png.EncoderBufferPool over sync.Pool.
+type pngPool struct{ p sync.Pool }
+
+func (p *pngPool) Get() *png.EncoderBuffer {
+	b, _ := p.p.Get().(*png.EncoderBuffer)
+	return b
+}
+
+func (p *pngPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }
+
 // loadTestPNG is a 16x16 image in one color derived from the frame's seed
 // and prompt, so different frames give different (but reproducible) bytes.
 func loadTestPNG(frame wire.Frame) ([]byte, error) {
@@ -123,7 +139,7 @@ func loadTestPNG(frame wire.Frame) ([]byte, error) {
 		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, c.A
 	}
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
+	if err := loadTestEncoder.Encode(&buf, img); err != nil {
 		return nil, fmt.Errorf("node: load-test png: %w", err)
 	}
 	return buf.Bytes(), nil

@@ -39,6 +39,7 @@ func (n *Node) handle(ctx context.Context, p *pulled) {
 		delivered = int(meta.NumDelivered)
 	}
 	task, err := n.decode(p)
+	n.noteReceived(task.ID)
 	log := n.log.With("task_id", task.ID, "job_id", task.JobID, "delivery", delivered)
 	res := &wire.Result{TaskID: task.ID, JobID: task.JobID, NodeID: n.opts.ID, Attempt: task.Attempt,
 		Delivery: delivered, StartedAt: received, GPU: n.gpuName()}

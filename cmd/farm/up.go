@@ -37,6 +37,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Bucket, "bucket", localfarm.DefaultBucket, "S3 bucket for frames, manifests and models")
 	fs.StringVar(&o.Renderer, "renderer", localfarm.RendererEngine, "renderer of the local nodes: engine, or loadtest (fixed time per image, for benchmarks)")
 	fs.StringVar(&o.ModelsDir, "models", "", "model directory of the local nodes (default DATA/models)")
+	fs.BoolVar(&o.RandomPorts, "random-ports", false, "pick a free port for every port not given by a flag (when the defaults are taken)")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	if err := parseFlags(fs, args); err != nil {
@@ -44,6 +45,17 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
+	}
+	if o.RandomPorts {
+		// Ports not given explicitly go to 0: localfarm then picks free ones.
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		for name, p := range map[string]*int{"api-port": &o.APIPort, "nats-port": &o.NATSPort,
+			"etcd-port": &o.EtcdPort, "etcd-peer-port": &o.EtcdPeerPort, "s3-port": &o.S3Port} {
+			if !given[name] {
+				*p = 0
+			}
+		}
 	}
 	level := hclog.LevelFromString(*logLevel)
 	if level == hclog.NoLevel {

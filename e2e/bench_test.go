@@ -1,0 +1,328 @@
+//go:build farmbench
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latentfarm/latentfarm/shared/wire"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// benchEnv reads an integer setting of the benchmark from the environment.
+func benchEnv(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a non-negative integer", name, v)
+	}
+	return n
+}
+
+// TestFarmBench runs one big load-test job through the whole farm in this
+// process (coordinator, nodes, NATS and etcd in-process; the S3 gateway is
+// its usual child process) and reports frames per second from submit to
+// manifest, dispatch latency and memory. scripts/bench-farm.sh runs it:
+//
+//	go test -tags farmbench -run TestFarmBench -v -timeout 30m ./e2e
+//
+// Settings: BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT (frames per
+// task, 4), BENCH_DELAY_MS (per frame, 0), BENCH_PROBES (idle dispatch
+// probes, 200), BENCH_OUT (folder for heap.prof, taken at 90% of the
+// frames; with BENCH_CPUPROFILE=1 also cpu.prof).
+func TestFarmBench(t *testing.T) {
+	frames := benchEnv(t, "BENCH_FRAMES", 20000)
+	nodes := benchEnv(t, "BENCH_NODES", 32)
+	fpt := benchEnv(t, "BENCH_FPT", 4)
+	delay := time.Duration(benchEnv(t, "BENCH_DELAY_MS", 0)) * time.Millisecond
+	probes := benchEnv(t, "BENCH_PROBES", 200)
+	out := os.Getenv("BENCH_OUT")
+
+	f := newFarm(t)
+	c := f.startCoordinator(t)
+	for i := range nodes {
+		f.startNode(t, f.nodeOptions(t, fmt.Sprintf("bench-%02d", i), 8, delay))
+	}
+	ctx := context.Background()
+	runtime.GC()
+	base := memNow()
+
+	if out != "" && os.Getenv("BENCH_CPUPROFILE") != "" {
+		stop := cpuProfile(t, filepath.Join(out, "cpu.prof"))
+		defer stop()
+	}
+	peak := newPeakMem()
+	defer peak.stop()
+
+	prompts := make([]string, 0, 20)
+	for i := range 20 {
+		prompts = append(prompts, fmt.Sprintf("bench prompt %d", i))
+	}
+	perPrompt := (frames + len(prompts) - 1) / len(prompts)
+	prompts = prompts[:(frames+perPrompt-1)/perPrompt]
+	spec := batch("bench", prompts, perPrompt, fpt)
+	frames = len(prompts) * perPrompt
+
+	self0, kids0 := cpuTime(t)
+	start := time.Now()
+	st, err := c.cli.Submit(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitted := time.Since(start)
+	heapDone := out == ""
+	var final wire.JobStatus
+	for {
+		final, err = c.cli.Job(ctx, st.ID, "none")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !heapDone && final.FramesDone >= frames*9/10 {
+			// Near the end the coordinator holds the most: every task
+			// record with its result.
+			writeHeap(t, filepath.Join(out, "heap.prof"))
+			heapDone = true
+		}
+		if wire.JobFinished(final.State) && final.ManifestKey != "" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wall := time.Since(start)
+	self1, kids1 := cpuTime(t)
+	cpu, kids := self1+kids1-self0-kids0, kids1-kids0
+	peakHeap, peakRSS := peak.stop()
+	if final.State != wire.JobDone || final.FramesDone != frames {
+		t.Fatalf("bench job ended %s with %d/%d frames: %s", final.State, final.FramesDone, frames, final.Error)
+	}
+	m := f.manifest(t, st.ID)
+	if len(m.Frames) != frames {
+		t.Fatalf("manifest lists %d frames, want %d", len(m.Frames), frames)
+	}
+
+	queue, gaps := f.dispatchTimes(t, st.ID)
+	idle := f.idleProbes(t, c, probes)
+
+	t.Logf("farm bench: %d frames, %d nodes, %d frames per task (%d tasks), load-test delay %s",
+		frames, nodes, fpt, final.TasksTotal, delay)
+	t.Logf("RESULT end-to-end %.0f frames/s (%d frames in %.2f s, submit call %s)",
+		float64(frames)/wall.Seconds(), frames, wall.Seconds(), submitted.Round(time.Millisecond))
+	t.Logf("RESULT cpu %.1f s in the job (this process and the S3 gateway child, which used %.1f s): %.2f ms per frame, %.2f cores busy",
+		cpu.Seconds(), kids.Seconds(), float64(cpu.Microseconds())/1000/float64(frames), cpu.Seconds()/wall.Seconds())
+	t.Logf("RESULT dispatch idle farm (published -> started, %d one-task jobs): p50 %s p99 %s max %s",
+		len(idle), pct(idle, 50), pct(idle, 99), pct(idle, 100))
+	t.Logf("RESULT dispatch hand-off in the job (node's previous task finished -> next started): p50 %s p99 %s max %s",
+		pct(gaps, 50), pct(gaps, 99), pct(gaps, 100))
+	t.Logf("RESULT queue wait in the job (published -> started, backlog included): p50 %s p99 %s",
+		pct(queue, 50), pct(queue, 99))
+	t.Logf("RESULT memory (whole process: coordinator, %d nodes, NATS, etcd): heap in use %s before, peak %s; peak RSS %s",
+		nodes, mib(base.heap), mib(peakHeap), mib(peakRSS))
+}
+
+// dispatchTimes reads the job's task records and returns each task's wait
+// from publish to start, and each node's gaps between finishing a task and
+// starting the next.
+func (f *farm) dispatchTimes(t *testing.T, job string) (queue, gaps []time.Duration) {
+	t.Helper()
+	resp, err := f.etc.Get(context.Background(), wire.JobTasksPrefix(job), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNode := map[string][]*wire.Result{}
+	for _, kv := range resp.Kvs {
+		var tr wire.TaskRecord
+		if err := json.Unmarshal(kv.Value, &tr); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Result == nil {
+			continue
+		}
+		r := tr.Result
+		queue = append(queue, time.Duration(r.Timings.QueueMS)*time.Millisecond)
+		byNode[r.NodeID] = append(byNode[r.NodeID], r)
+	}
+	for _, rs := range byNode {
+		slices.SortFunc(rs, func(a, b *wire.Result) int { return a.StartedAt.Compare(b.StartedAt) })
+		for i := 1; i < len(rs); i++ {
+			gaps = append(gaps, rs[i].StartedAt.Sub(rs[i-1].FinishedAt))
+		}
+	}
+	return queue, gaps
+}
+
+// idleProbes submits n one-frame jobs, 20 ms apart, to the idle farm and
+// returns each task's time from publish to start.
+func (f *farm) idleProbes(t *testing.T, c *coord, n int) []time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	var ids []string
+	for i := range n {
+		st, err := c.cli.Submit(ctx, batch("probe", []string{fmt.Sprintf("probe %d", i)}, 1, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, st.ID)
+		time.Sleep(20 * time.Millisecond)
+	}
+	var out []time.Duration
+	for _, id := range ids {
+		waitJob(t, c.cli, id, 30*time.Second)
+		resp, err := f.etc.Get(ctx, wire.JobTasksPrefix(id), clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("probe %s: %d task records, %v", id, len(resp.Kvs), err)
+		}
+		var tr wire.TaskRecord
+		if err := json.Unmarshal(resp.Kvs[0].Value, &tr); err != nil || tr.Result == nil {
+			t.Fatalf("probe %s: %v", id, err)
+		}
+		out = append(out, time.Duration(tr.Result.Timings.QueueMS)*time.Millisecond)
+	}
+	return out
+}
+
+// cpuTime is the CPU time used so far by this process and by its children
+// (the S3 gateway), from /proc.
+func cpuTime(t *testing.T) (own, children time.Duration) {
+	self := os.Getpid()
+	own = procCPU(strconv.Itoa(self))
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(self) {
+			children += procCPU(e.Name())
+		}
+	}
+	return own, children
+}
+
+// procCPU is utime+stime of process pid, assuming 100 clock ticks a second.
+func procCPU(pid string) time.Duration {
+	data, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(fields[11], 10, 64)
+	s, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
+// pct is the p-th percentile of ds (nearest rank).
+func pct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[min(max(i-1, 0), len(s)-1)].Round(100 * time.Microsecond)
+}
+
+type memSample struct{ heap, rss uint64 }
+
+func memNow() memSample {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memSample{heap: ms.HeapInuse, rss: rss()}
+}
+
+// rss is the process's resident set from /proc (0 elsewhere).
+func rss() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// peakMem samples heap in use and RSS every 250 ms and keeps the peaks.
+type peakMem struct {
+	done      chan struct{}
+	wg        sync.WaitGroup
+	once      sync.Once
+	heap, rss uint64
+}
+
+func newPeakMem() *peakMem {
+	p := &peakMem{done: make(chan struct{})}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			s := memNow()
+			p.heap, p.rss = max(p.heap, s.heap), max(p.rss, s.rss)
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+func (p *peakMem) stop() (heap, rss uint64) {
+	p.once.Do(func() { close(p.done); p.wg.Wait() })
+	return p.heap, p.rss
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+func cpuProfile(t *testing.T, path string) func() {
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(fh); err != nil {
+		t.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); fh.Close() }
+}
+
+func writeHeap(t *testing.T, path string) {
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	if err := pprof.Lookup("heap").WriteTo(fh, 0); err != nil {
+		t.Fatal(err)
+	}
+}

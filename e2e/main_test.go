@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/embedded"
+	"github.com/latentfarm/latentfarm/node"
+	"github.com/latentfarm/latentfarm/shared/connect"
+)
+
+// envChildNode makes the test binary run one node agent, configured by the
+// JSON childSpec in this variable, as a process a test can signal.
+const envChildNode = "LATENTFARM_E2E_NODE_CHILD"
+
+func TestMain(m *testing.M) {
+	embedded.RunChildIfRequested()
+	if spec := os.Getenv(envChildNode); spec != "" {
+		os.Exit(runChildNode(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// childSpec is what a child node needs: connection configs, no clients.
+type childSpec struct {
+	ID        string
+	NATS      connect.NATSConfig
+	Etcd      connect.EtcdConfig
+	S3        connect.S3Config
+	Delay     time.Duration
+	VRAMBytes int64
+}
+
+// runChildNode runs a load-test node until SIGTERM or SIGINT, exactly as
+// `farm node` would: the signal cancels Run's context and the node drains.
+func runChildNode(spec string) int {
+	var c childSpec
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e child:", err)
+		return 2
+	}
+	n, err := node.New(node.Options{ID: c.ID, NATS: c.NATS, Etcd: c.Etcd, S3: c.S3,
+		RendererName: node.RendererLoadTest, LoadTestDelay: c.Delay, VRAMBytes: c.VRAMBytes,
+		LeaseTTL: 2 * time.Second, PollInterval: 200 * time.Millisecond,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "child", Level: hclog.Warn, Output: os.Stderr})})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e child:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := n.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e child:", err)
+		return 1
+	}
+	return 0
+}

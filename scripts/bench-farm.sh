@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Farm benchmark: one 20,000-frame load-test job across 32 nodes, all in one
+# process (coordinator, nodes, NATS and etcd in-process; the S3 gateway is
+# its usual child process), measured from submit to manifest. Prints frames
+# per second, dispatch latency (p50/p99), CPU per frame and memory, and the
+# coordinator's share of the heap near the end of the job.
+#
+#   scripts/bench-farm.sh                    # the standard run
+#   BENCH_FPT=16 scripts/bench-farm.sh       # 16 frames per task
+#
+# Settings (environment): BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT
+# (frames per task, 4: the job default), BENCH_DELAY_MS (load-test time per
+# frame, 0), BENCH_PROBES (idle-farm dispatch probes, 200), BENCH_CPUPROFILE=1
+# (also write cpu.prof), BENCH_OUT (where profiles go; default a temp dir).
+# Data goes to $TMPDIR: on tmpfs (TMPDIR=/dev/shm/x) the disk drops out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+
+out=${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/farm-bench.XXXXXX")}
+mkdir -p "$out"
+export BENCH_OUT=$out
+
+echo "farm bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), data in ${TMPDIR:-/tmp}" >&2
+"$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout 30m -v ./e2e 2>&1 | tee "$out/bench.log" |
+  grep -E 'farm bench:|RESULT|FAIL|panic' | sed -e 's/^ *bench_test.go:[0-9]*: //'
+grep -q '^--- PASS: TestFarmBench' "$out/bench.log" || { echo "bench failed: see $out/bench.log" >&2; exit 1; }
+
+if [ -s "$out/heap.prof" ]; then
+  echo "coordinator heap in use at 90% of the frames (pprof focus on package coordinator):"
+  "$GO" tool pprof -sample_index=inuse_space -top -focus='latentfarm/coordinator\.' "$out/heap.prof" 2>/dev/null |
+    grep -E '^Showing nodes accounting' | sed -e 's/^/  /'
+fi
+echo "log and profiles in $out" >&2
