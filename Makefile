@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/farm
 PKGS    := ./...
 
-.PHONY: all build deps test vet fmt-check demo bench clean
+.PHONY: all build deps test vet fmt-check demo bench bench-engine bench-farm clean
 
 all: build
 
@@ -27,8 +27,15 @@ test: deps fmt-check vet
 demo: build
 	./scripts/demo.sh
 
-bench: build
+# bench: the engine (sgemm vs OpenBLAS, SD1.5 UNet forward vs PyTorch) and
+# the farm (20,000 load-test frames on 32 nodes); figures go to docs/PERF.md.
+bench: bench-engine bench-farm
+
+bench-engine: build
 	./scripts/bench.sh
+
+bench-farm: deps
+	./scripts/bench-farm.sh
 
 clean:
 	rm -rf bin farm-data
