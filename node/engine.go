@@ -136,8 +136,7 @@ func checkTask(m *checkpoint.Model, t *wire.Task) error {
 	if _, err := scheduler.New(req.Sampler, req.Schedule, m.Scheduler, req.Steps); err != nil {
 		return Permanent(wire.CodeInvalidTask, fmt.Errorf("node: %w", err))
 	}
-	multiple := (1 << (len(m.VAEConfig.BlockOutChannels) - 1)) * (1 << (len(m.UNetConfig.BlockOutChannels) - 1))
-	if t.Width%multiple != 0 || t.Height%multiple != 0 {
+	if multiple := pipeline.SizeMultiple(m); t.Width%multiple != 0 || t.Height%multiple != 0 {
 		return Permanent(wire.CodeInvalidTask, fmt.Errorf("node: size %dx%d: model %s needs multiples of %d",
 			t.Width, t.Height, t.Model, multiple))
 	}

@@ -99,10 +99,10 @@ func (p *Pipeline) TextToImage(ctx context.Context, req Request, progress Progre
 		return nil, err
 	}
 	b := p.b
-	down := 1 << (len(p.m.VAEConfig.BlockOutChannels) - 1)
-	if multiple := down * latentMultiple(p.m); req.Width%multiple != 0 || req.Height%multiple != 0 {
+	if multiple := SizeMultiple(p.m); req.Width%multiple != 0 || req.Height%multiple != 0 {
 		return nil, fmt.Errorf("pipeline: size %dx%d: this model needs multiples of %d", req.Width, req.Height, multiple)
 	}
+	down := vaeFactor(p.m)
 	sampler, err := scheduler.New(req.Sampler, req.Schedule, p.m.Scheduler, req.Steps)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
@@ -144,10 +144,16 @@ func (p *Pipeline) TextToImage(ctx context.Context, req Request, progress Progre
 	return p.decode(req, latents)
 }
 
-// latentMultiple is how many latent pixels the UNet needs per side: it
-// halves the latent once per down block but the last.
-func latentMultiple(m *checkpoint.Model) int {
-	return 1 << (len(m.UNetConfig.BlockOutChannels) - 1)
+// SizeMultiple is what image sides must be a multiple of for m: one latent
+// pixel per VAE factor (8 for SD1.x and SD2.x). Latent sides that do not
+// halve evenly in the UNet are handled as diffusers handles them.
+func SizeMultiple(m *checkpoint.Model) int {
+	return vaeFactor(m)
+}
+
+// vaeFactor is how many image pixels one latent pixel covers per side.
+func vaeFactor(m *checkpoint.Model) int {
+	return 1 << (len(m.VAEConfig.BlockOutChannels) - 1)
 }
 
 // encodePrompts returns the conditioning batch: [negative, prompt] when
