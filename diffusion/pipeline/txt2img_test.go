@@ -60,6 +60,7 @@ func TestTextToImage_Golden(t *testing.T) {
 			}
 			g := testfixtures.Golden(t, run.file)
 			want, _ := g.Tensor("latents")
+			t.Logf("latents: max relative error %.3g", testfixtures.MaxRelErr(res.Latents, want))
 			testfixtures.AssertClose(t, "latents", res.Latents, want, 1e-3)
 			want8, _ := g.Tensor("image_uint8_nhwc")
 			assertImageWithin(t, res, want8, 1)
