@@ -19,18 +19,11 @@ func runCancel(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), "usage: farm cancel ID [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
+	id, cli, err := cf.jobArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("want one job id")
-	}
-	cli, err := cf.client()
-	if err != nil {
-		return err
-	}
-	j, err := cli.Cancel(ctx, pos[0])
+	j, err := cli.Cancel(ctx, id)
 	if err != nil {
 		return err
 	}

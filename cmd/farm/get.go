@@ -25,22 +25,15 @@ func runGet(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), "usage: farm get ID [--dir DIR] [flags]\n\nWrites DIR/manifest.json and DIR/frames/<index>.png.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
+	id, cli, err := cf.jobArgs(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want one job id")
 	}
 	if *dir == "" {
-		*dir = pos[0]
-	}
-	cli, err := cf.client()
-	if err != nil {
-		return err
+		*dir = id
 	}
 	tty := isTerminal(os.Stderr)
-	m, err := cli.Download(ctx, pos[0], *dir, client.DownloadOptions{Proxy: *proxy, Parallel: *parallel,
+	m, err := cli.Download(ctx, id, *dir, client.DownloadOptions{Proxy: *proxy, Parallel: *parallel,
 		Progress: func(done, total int) {
 			if tty {
 				fmt.Fprintf(os.Stderr, "\r\033[Kdownloaded %d/%d frames", done, total)

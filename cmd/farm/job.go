@@ -23,14 +23,7 @@ func runJob(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), "usage: farm job ID [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want one job id")
-	}
-	cli, err := cf.client()
+	id, cli, err := cf.jobArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -38,7 +31,7 @@ func runJob(ctx context.Context, args []string) error {
 	if *all {
 		mode = client.TasksAll
 	}
-	j, err := cli.Job(ctx, pos[0], mode)
+	j, err := cli.Job(ctx, id, mode)
 	if err != nil {
 		return err
 	}

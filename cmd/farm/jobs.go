@@ -42,6 +42,20 @@ func (cf *clientFlags) client() (*client.Client, error) {
 	return client.New(client.Options{URL: u, Token: tok, TLS: cf.tls})
 }
 
+// jobArgs parses the flags of a command about one job ("farm job ID
+// --json"), checks that exactly one id was given and opens the client.
+func (cf *clientFlags) jobArgs(fs *flag.FlagSet, args []string) (string, *client.Client, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(pos) != 1 {
+		return "", nil, usagef("want one job id, got %q", pos)
+	}
+	cli, err := cf.client()
+	return pos[0], cli, err
+}
+
 // parseInterspersed parses flags that may follow positional arguments
 // ("farm job ID --json") and returns the positional ones.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {

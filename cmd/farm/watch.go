@@ -25,18 +25,11 @@ func runWatch(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), "usage: farm watch ID [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
+	id, cli, err := cf.jobArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("want one job id")
-	}
-	cli, err := cf.client()
-	if err != nil {
-		return err
-	}
-	final, err := watchJob(ctx, cli, pos[0], os.Stderr)
+	final, err := watchJob(ctx, cli, id, os.Stderr)
 	if err != nil {
 		return err
 	}
