@@ -96,15 +96,16 @@ done
 say "submitting 4 prompts x $COUNT seeds at ${SIZE}x${SIZE}, 20 steps"
 start=$(date +%s.%N)
 "$FARM" submit --data "$DATA" --name demo --model "$MODEL" --model-family tiny \
-  --prompt "a red cube on a table" --prompt "a blue ball in the grass" \
-  --prompt "a green cone in the snow" --prompt "a yellow star in the sky" \
+  --prompt "a red circle on a blue background" --prompt "a large yellow triangle on a black background" \
+  --prompt "a white diamond on a green background" \
+  --prompt "a red circle left of a blue square on a yellow background" \
   --seed-start 1 --count "$COUNT" --width "$SIZE" --height "$SIZE" --steps 20 --cfg 5 \
   --frames-per-task 4 --wait | tee "$DATA/submit.out"
 end=$(date +%s.%N)
 JOB=$(awk 'NR == 1 { print $1 }' "$DATA/submit.out")
 [ -n "$JOB" ] || die "no job id in the submit output"
 
-"$FARM" get "$JOB" --data "$DATA" --dir "$OUT"
+"$FARM" get "$JOB" --data "$DATA" --dir "$OUT" --sheet "$OUT/sheet.png" --sheet-columns "$COUNT"
 images=$(find "$OUT/frames" -name '*.png' | wc -l)
 want=$((4 * COUNT))
 [ "$images" -eq "$want" ] || die "$images frames downloaded, want $want"

@@ -21,6 +21,9 @@ func runGet(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "directory to write into (default ./ID)")
 	proxy := fs.Bool("proxy", false, "download through the coordinator instead of presigned S3 URLs")
 	parallel := fs.Int("parallel", 8, "downloads at once")
+	sheet := fs.String("sheet", "", "also write the frames side by side into this PNG file")
+	sheetCols := fs.Int("sheet-columns", 16, "frames a row in the --sheet image")
+	sheetScale := fs.Int("sheet-scale", 0, "upscale factor of each frame in the --sheet image (default: to at least 96 px)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: farm get ID [--dir DIR] [flags]\n\nWrites DIR/manifest.json and DIR/frames/<index>.png.\n\n")
 		fs.PrintDefaults()
@@ -47,5 +50,16 @@ func runGet(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stdout, "%d frames and manifest.json in %s (%d failed frames listed in the manifest)\n",
 		len(m.Frames), filepath.Clean(*dir), len(m.Failed))
+	if *sheet == "" {
+		return nil
+	}
+	scale := *sheetScale
+	if scale <= 0 {
+		scale = max(1, (96+m.Spec.Width-1)/max(m.Spec.Width, 1))
+	}
+	if err := client.WriteContactSheet(*dir, m, *sheetCols, scale, *sheet); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "contact sheet of the frames in %s\n", *sheet)
 	return nil
 }
