@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/farm
 PKGS    := ./...
 
-.PHONY: all build deps test vet fmt-check demo bench bench-engine bench-farm clean
+.PHONY: all build deps test vet fmt-check demo bench bench-engine bench-farm clean kernels check-ptx check-cuda bench-gpu
 
 all: build
 
@@ -39,3 +39,42 @@ bench-farm: deps
 
 clean:
 	rm -rf bin farm-data
+
+# CUDA (docs/CUDA.md). Not part of `test`: these need Debian's CUDA 11.8
+# toolkit (scripts/deps-cuda.sh, about 1.6 GB to download).
+# kernels regenerates kernels/*.ptx; the flags are pinned so that the same
+# nvcc gives byte-identical files (check-ptx verifies it).
+NVCC       ?= nvcc
+NVCC_FLAGS := -ptx -arch=compute_80 -O3 -std=c++14
+
+kernels:
+	@for f in kernels/*.cu; do \
+		echo "nvcc $$f"; \
+		$(NVCC) $(NVCC_FLAGS) -o $${f%.cu}.ptx $$f || exit 1; \
+	done
+
+# check-ptx compiles the sources again into a scratch folder and fails when
+# a committed .ptx differs (stale PTX, or a toolkit other than 11.8).
+check-ptx:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	cp kernels/*.cu kernels/*.cuh $$tmp/; \
+	for f in kernels/*.cu; do \
+		b=$$(basename $${f%.cu}); \
+		$(NVCC) $(NVCC_FLAGS) -o $$tmp/$$b.ptx $$tmp/$$b.cu || exit 1; \
+		cmp -s $$tmp/$$b.ptx kernels/$$b.ptx || { echo "kernels/$$b.ptx is stale: run make kernels"; exit 1; }; \
+	done; echo "kernels/*.ptx are current"
+
+# check-cuda: what CI runs for the cuda-tagged code on a machine without a GPU.
+check-cuda:
+	./scripts/deps-cuda.sh
+	$(MAKE) check-ptx
+	$(GO) vet -tags cuda $(PKGS)
+	$(GO) vet -tags 'cuda bench' ./diffusion/backend/cuda/
+	$(GO) test -count=1 ./kernels/
+	$(GO) test -c -tags cuda -o /dev/null ./diffusion/backend/cuda/
+
+# bench-gpu builds the binaries for a lent GPU machine into bin/gpu and
+# prints the one command to pass to the device tool (scripts/bench-gpu.sh).
+bench-gpu:
+	./scripts/bench-gpu.sh build
+
