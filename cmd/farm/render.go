@@ -39,7 +39,7 @@ func runRender(ctx context.Context, args []string) error {
 		batch    = fs.Int("batch", 1, "number of images; image i uses seed+i")
 		clipSkip = fs.Int("clip-skip", 0, "skip the last N text encoder layers (diffusers' clip_skip; other tools print N+1)")
 		config   = fs.String("config", "", "LDM yaml or diffusers folder describing a single-file checkpoint")
-		tokDir   = fs.String("tokenizer", "", "tokenizer folder (vocab.json, merges.txt) for checkpoints without one")
+		tokDir   = fs.String("tokenizer", "", "tokenizer folder (vocab.json, merges.txt) or bpe_simple_vocab_16e6.txt.gz, for checkpoints without one")
 		vaePath  = fs.String("vae", "", "replacement VAE: diffusers vae folder or .safetensors file")
 		output   = fs.String("output", "", "output PNG file; with --batch N, NAME-SEED.png for each image (required)")
 		quiet    = fs.Bool("quiet", false, "print no progress")

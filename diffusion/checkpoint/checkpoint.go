@@ -56,8 +56,8 @@ type Options struct {
 	// Config is an LDM yaml file or a diffusers folder whose config.json
 	// files describe a single-file checkpoint.
 	Config string
-	// Tokenizer is a folder with vocab.json and merges.txt, for checkpoints
-	// that carry none.
+	// Tokenizer is a folder with vocab.json and merges.txt, or CLIP's
+	// bpe_simple_vocab_16e6.txt.gz, for checkpoints that carry none.
 	Tokenizer string
 	// VAE replaces the model's autoencoder: a diffusers vae folder or a
 	// .safetensors file.
@@ -91,7 +91,29 @@ func Load(b backend.Backend, path string, opts Options) (*Model, error) {
 			return nil, err
 		}
 	}
+	if n, max := m.Tokenizer.VocabSize(), m.TextConfig.VocabSize; n > max {
+		return nil, fmt.Errorf("checkpoint: %s: the tokenizer has %d ids but the text encoder only %d: "+
+			"it belongs to another model", path, n, max)
+	}
 	return m, nil
+}
+
+// loadTokenizer reads a tokenizer folder (vocab.json, merges.txt) or the
+// original CLIP bpe_simple_vocab_16e6.txt.gz file.
+func loadTokenizer(path string) (*tokenizer.Tokenizer, error) {
+	var (
+		t   *tokenizer.Tokenizer
+		err error
+	)
+	if strings.HasSuffix(path, ".gz") {
+		t, err = tokenizer.LoadBPEGzip(path)
+	} else {
+		t, err = tokenizer.Load(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	return t, nil
 }
 
 func refusePickle(path string) error {

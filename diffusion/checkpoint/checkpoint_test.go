@@ -222,6 +222,19 @@ func TestLoad_SingleFile_Tokenizer(t *testing.T) {
 	checkText(t, b, m, "text_encoder", "last_hidden_state")
 }
 
+func TestLoad_SingleFile_TokenizerFromAnotherModel(t *testing.T) {
+	b := cpu.New()
+	path := testfixtures.Path(t, "single-file/tiny-sd1.safetensors")
+	cfg := writeConfigFolder(t, "model", nil)
+	// CLIP's full vocabulary file: it loads, but holds 49408 ids for a text
+	// encoder of 1000.
+	_, err := Load(b, path, Options{Config: cfg, Tokenizer: testfixtures.Path(t, "tokenizer_golden/bpe_simple_vocab_16e6.txt.gz")})
+	want := "the tokenizer has 49408 ids but the text encoder only 1000: it belongs to another model"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want it to say %q", err, want)
+	}
+}
+
 func TestLoad_RefusesPickle(t *testing.T) {
 	b := cpu.New()
 	dir := t.TempDir()

@@ -11,7 +11,6 @@ import (
 	"github.com/latentfarm/latentfarm/diffusion/clip"
 	"github.com/latentfarm/latentfarm/diffusion/nn"
 	"github.com/latentfarm/latentfarm/diffusion/scheduler"
-	"github.com/latentfarm/latentfarm/diffusion/tokenizer"
 	"github.com/latentfarm/latentfarm/diffusion/unet"
 	"github.com/latentfarm/latentfarm/diffusion/vae"
 )
@@ -28,8 +27,8 @@ func loadFolder(b backend.Backend, dir string, opts Options) (*Model, error) {
 	if opts.Tokenizer != "" {
 		tokDir = opts.Tokenizer
 	}
-	if m.Tokenizer, err = tokenizer.Load(tokDir); err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+	if m.Tokenizer, err = loadTokenizer(tokDir); err != nil {
+		return nil, err
 	}
 	if m.Scheduler, err = readSchedulerConfig(filepath.Join(dir, "scheduler")); err != nil {
 		return nil, err

@@ -13,7 +13,6 @@ import (
 	"github.com/latentfarm/latentfarm/diffusion/clip"
 	"github.com/latentfarm/latentfarm/diffusion/safetensors"
 	"github.com/latentfarm/latentfarm/diffusion/scheduler"
-	"github.com/latentfarm/latentfarm/diffusion/tokenizer"
 	"github.com/latentfarm/latentfarm/diffusion/unet"
 	"github.com/latentfarm/latentfarm/diffusion/vae"
 )
@@ -111,7 +110,7 @@ func loadSingleFile(b backend.Backend, path string, opts Options) (*Model, error
 		tokDir = spec.tokDir
 	}
 	if tokDir == "" {
-		return nil, fmt.Errorf("checkpoint: %s: %w: pass --tokenizer DIR (a folder with vocab.json and merges.txt) "+
+		return nil, fmt.Errorf("checkpoint: %s: %w: pass --tokenizer DIR (a folder with vocab.json and merges.txt, or CLIP's bpe_simple_vocab_16e6.txt.gz) "+
 			"or --config with a diffusers model folder that has a tokenizer/ folder", path, ErrNoTokenizer)
 	}
 	m := &Model{
@@ -125,8 +124,8 @@ func loadSingleFile(b backend.Backend, path string, opts Options) (*Model, error
 	if layout == layoutOpenCLIP {
 		m.Family = SD2
 	}
-	if m.Tokenizer, err = tokenizer.Load(tokDir); err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+	if m.Tokenizer, err = loadTokenizer(tokDir); err != nil {
+		return nil, err
 	}
 	if err := m.buildSingle(fileSource{b: b, f: f}, path, ks, spec, layout, opts.VAE != ""); err != nil {
 		return nil, err
