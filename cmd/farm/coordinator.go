@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/latentfarm/latentfarm/coordinator"
 	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
@@ -175,9 +174,9 @@ func runCoordinator(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	level := hclog.LevelFromString(f.logLevel)
-	if level == hclog.NoLevel {
-		return usagef("--log-level %q: want trace, debug, info, warn or error", f.logLevel)
+	logger, err := newLogger(f.logLevel, f.logJSON)
+	if err != nil {
+		return err
 	}
 	c, err := coordinator.New(coordinator.Options{
 		NATS: cfg.NATS, Etcd: cfg.Etcd, S3: cfg.S3,
@@ -185,7 +184,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 		Listen:  cfg.Listen, AdvertiseURL: cfg.Advertise, Token: cfg.Token,
 		TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile,
 		MaxNodeFailures: cfg.MaxNodeFails,
-		Logger:          hclog.New(&hclog.LoggerOptions{Name: "farm", Level: level, JSONFormat: f.logJSON, Output: os.Stderr}),
+		Logger:          logger,
 	})
 	if err != nil {
 		return usagef("%v", err)

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/latentfarm/latentfarm/node"
 	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
@@ -295,11 +294,11 @@ func runNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	level := hclog.LevelFromString(f.logLevel)
-	if level == hclog.NoLevel {
-		return usagef("--log-level %q: want trace, debug, info, warn or error", f.logLevel)
+	logger, err := newLogger(f.logLevel, f.logJSON)
+	if err != nil {
+		return err
 	}
-	o.Logger = hclog.New(&hclog.LoggerOptions{Name: "farm", Level: level, JSONFormat: f.logJSON, Output: os.Stderr})
+	o.Logger = logger
 	if o.ModelsDir != "" {
 		if _, err := os.Stat(o.ModelsDir); errors.Is(err, os.ErrNotExist) {
 			return usagef("--models %s: no such folder", o.ModelsDir)

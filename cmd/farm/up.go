@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/latentfarm/latentfarm/localfarm"
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
@@ -57,11 +56,11 @@ func runUp(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	level := hclog.LevelFromString(*logLevel)
-	if level == hclog.NoLevel {
-		return usagef("--log-level %q: want trace, debug, info, warn or error", *logLevel)
+	logger, err := newLogger(*logLevel, *logJSON)
+	if err != nil {
+		return err
 	}
-	o.Logger = hclog.New(&hclog.LoggerOptions{Name: "farm", Level: level, JSONFormat: *logJSON, Output: os.Stderr})
+	o.Logger = logger
 	farm, err := localfarm.New(o)
 	if err != nil {
 		return usagef("%v", err)
