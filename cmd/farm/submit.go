@@ -60,6 +60,11 @@ func (sf *submitFlags) register(fs *flag.FlagSet) {
 // apply copies every flag that was set onto spec.
 func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 	var err error
+	keep := func(e error) { // the first error wins
+		if err == nil {
+			err = e
+		}
+	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "name":
@@ -99,11 +104,11 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 				spec.Seeds.Count = sf.count
 			}
 		case "width":
-			spec.Width = sf.width
+			keep(positiveFlag(f.Name, sf.width, &spec.Width))
 		case "height":
-			spec.Height = sf.height
+			keep(positiveFlag(f.Name, sf.height, &spec.Height))
 		case "steps":
-			spec.Steps = sf.steps
+			keep(positiveFlag(f.Name, sf.steps, &spec.Steps))
 		case "cfg":
 			spec.CFGScale = sf.cfg
 		case "sampler":
@@ -193,4 +198,14 @@ func submitError(err error) error {
 		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Reason)
 	}
 	return errors.New(b.String())
+}
+
+// positiveFlag stores a flag that must be at least 1: zero in a job spec
+// means "the default", but typed on the command line it is a mistake.
+func positiveFlag(name string, v int, dst *int) error {
+	if v < 1 {
+		return usagef("--%s %d: must be at least 1", name, v)
+	}
+	*dst = v
+	return nil
 }
