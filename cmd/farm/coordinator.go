@@ -157,9 +157,10 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: farm coordinator [flags]\n\n"+
-			"Runs a coordinator against NATS (JetStream), etcd and an S3 store. Settings come\n"+
-			"from --config (JSON), then environment variables, then flags. Several\n"+
-			"coordinators may run: one leads, the others wait and refer clients to it.\n\n")
+			"Runs a coordinator against NATS (JetStream), etcd and an S3 store. Each setting comes\n"+
+			"from the first of: flags, environment variables, the credentials file of --credentials\n"+
+			"(a farm up data dir), and --config (JSON). Several coordinators may run: one leads,\n"+
+			"the others wait and refer clients to it.\n\n")
 		fs.PrintDefaults()
 	}
 	var f coordFlags
