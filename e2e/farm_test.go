@@ -7,7 +7,6 @@ import (
 	"image/png"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -175,18 +174,7 @@ func (f *farm) startChildNode(t testing.TB, id string, delay time.Duration) *exe
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildNode+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	cmd := farmtest.StartSelf(t, envChildNode, string(spec))
 	f.waitNode(t, id, func(e *wire.NodeInfo) bool { return e != nil })
 	return cmd
 }
@@ -194,18 +182,7 @@ func (f *farm) startChildNode(t testing.TB, id string, delay time.Duration) *exe
 // entry reads a node's etcd entry (nil when absent).
 func (f *farm) entry(t testing.TB, id string) *wire.NodeInfo {
 	t.Helper()
-	resp, err := f.etc.Get(context.Background(), wire.NodeKey(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil
-	}
-	var info wire.NodeInfo
-	if err := json.Unmarshal(resp.Kvs[0].Value, &info); err != nil {
-		t.Fatal(err)
-	}
-	return &info
+	return farmtest.NodeEntry(t, f.etc, id)
 }
 
 // waitNode waits until cond holds for node id's entry (nil when absent).

@@ -74,16 +74,7 @@ func (f *testFarm) startChild(t testing.TB, id string, delay time.Duration) *exe
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildNode+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	cmd := farmtest.StartSelf(t, envChildNode, string(spec))
 	f.waitState(t, id, wire.NodeReady)
 	return cmd
 }
@@ -184,18 +175,7 @@ func (rn *runningNode) wait(t testing.TB, timeout time.Duration) error {
 // entry reads a node's etcd entry (nil when absent).
 func (f *testFarm) entry(t testing.TB, id string) *wire.NodeInfo {
 	t.Helper()
-	resp, err := f.etcd.Get(context.Background(), wire.NodeKey(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil
-	}
-	var info wire.NodeInfo
-	if err := json.Unmarshal(resp.Kvs[0].Value, &info); err != nil {
-		t.Fatal(err)
-	}
-	return &info
+	return farmtest.NodeEntry(t, f.etcd, id)
 }
 
 func (f *testFarm) waitState(t testing.TB, id, state string) {
