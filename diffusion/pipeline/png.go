@@ -24,7 +24,9 @@ var samplerLabels = map[string]string{
 
 // Parameters renders the request in the text format other Stable Diffusion
 // tools store in a PNG's "parameters" chunk: the prompt, an optional
-// "Negative prompt:" line, then comma-separated settings.
+// "Negative prompt:" line, then comma-separated settings, with the
+// denoising strength for img2img, inpainting and outpainting as A1111
+// writes it.
 func Parameters(req Request, modelName, modelHash string) string {
 	var sb strings.Builder
 	sb.WriteString(req.Prompt)
@@ -50,11 +52,23 @@ func Parameters(req Request, modelName, modelHash string) string {
 	if modelName != "" {
 		fmt.Fprintf(&sb, ", Model: %s", modelName)
 	}
+	if s := imageStrength(req); s != 0 {
+		fmt.Fprintf(&sb, ", Denoising strength: %s", strconv.FormatFloat(s, 'g', -1, 64))
+	}
 	if req.ClipSkip > 0 {
 		// Other tools count the last layer as clip skip 1.
 		fmt.Fprintf(&sb, ", Clip skip: %d", req.ClipSkip+1)
 	}
 	return sb.String()
+}
+
+// imageStrength is the strength an image-mode request runs at (its
+// default when unset), 0 for text-to-image.
+func imageStrength(req Request) float64 {
+	if req.Strength == 0 && req.InitImage != nil {
+		return req.Defaults().Strength
+	}
+	return req.Strength
 }
 
 // ParseParameters reads the text Parameters writes (and other tools write)
@@ -118,6 +132,8 @@ func (r *Request) setField(key, val string, modelName, modelHash *string) error 
 		r.Seed, err = strconv.ParseUint(val, 10, 64)
 	case "Size":
 		_, err = fmt.Sscanf(val, "%dx%d", &r.Width, &r.Height)
+	case "Denoising strength":
+		r.Strength, err = strconv.ParseFloat(val, 64)
 	case "Model hash":
 		*modelHash = val
 	case "Model":

@@ -1,6 +1,7 @@
 // Package pipeline turns requests into images with a loaded model:
-// text-to-image today, with room for img2img, inpainting and latent
-// interpolation. It runs on any backend and never imports the farm.
+// text-to-image, img2img, inpainting, outpainting and the in-between frames
+// of latent-interpolation animations, all through one denoising loop that
+// follows diffusers 0.27. It runs on any backend and never imports the farm.
 package pipeline
 
 import (
@@ -16,72 +17,24 @@ import (
 	"github.com/latentfarm/latentfarm/diffusion/scheduler"
 )
 
-// Request describes one text-to-image generation.
-type Request struct {
-	Prompt         string
-	NegativePrompt string
-	Width, Height  int
-	Steps          int
-	CFGScale       float64
-	Sampler        string // euler, euler_a, ddim, dpmpp_2m
-	Schedule       string // default, karras, ays
-	Seed           uint64
-	// ClipSkip follows diffusers: 0 uses the text encoder's last layer, k
-	// uses the output k layers before it (other tools print k+1).
-	ClipSkip int
-}
-
-// Defaults fills unset fields with the usual Stable Diffusion settings.
-func (r Request) Defaults() Request {
-	if r.Width == 0 {
-		r.Width = 512
-	}
-	if r.Height == 0 {
-		r.Height = 512
-	}
-	if r.Steps == 0 {
-		r.Steps = 20
-	}
-	if r.Sampler == "" {
-		r.Sampler = "euler_a"
-	}
-	if r.Schedule == "" {
-		r.Schedule = "default"
-	}
-	return r
-}
-
-// Validate checks the request against the model's geometry.
-func (r Request) Validate() error {
-	switch {
-	case r.Width <= 0 || r.Height <= 0 || r.Width%8 != 0 || r.Height%8 != 0:
-		return fmt.Errorf("pipeline: size %dx%d: width and height must be positive multiples of 8", r.Width, r.Height)
-	case r.Steps < 1 || r.Steps > 1000:
-		return fmt.Errorf("pipeline: steps %d: must be between 1 and 1000", r.Steps)
-	case r.CFGScale < 0 || math.IsNaN(r.CFGScale):
-		return fmt.Errorf("pipeline: cfg scale %v: must be 0 or more", r.CFGScale)
-	case r.ClipSkip < 0:
-		return fmt.Errorf("pipeline: clip skip %d: must be 0 or more", r.ClipSkip)
-	}
-	return nil
-}
-
 // Result is one generated image with the numbers behind it.
 type Result struct {
 	Image   *image.NRGBA
 	Latents []float32 // final latents [1, 4, H/8, W/8]
 	Image01 []float32 // decoded image in [0, 1], [1, 3, H, W]
-	Request Request
+	Request Request   // the request with its defaults filled in
 }
 
 // Progress is called after every denoising step.
 type Progress func(step, total int)
 
-// Pipeline renders requests with one model on one backend. It is not safe
-// for concurrent use.
+// Pipeline renders requests with one model on one backend. It keeps the
+// text-encoder outputs of recent prompts, so that the frames of an
+// animation encode each key once. It is not safe for concurrent use.
 type Pipeline struct {
-	b backend.Backend
-	m *checkpoint.Model
+	b       backend.Backend
+	m       *checkpoint.Model
+	prompts promptCache
 }
 
 // New returns a pipeline for m on b.
@@ -92,56 +45,127 @@ func New(b backend.Backend, m *checkpoint.Model) *Pipeline {
 // Model returns the pipeline's model.
 func (p *Pipeline) Model() *checkpoint.Model { return p.m }
 
-// TextToImage renders one image. It stops between steps when ctx is done.
+// TextToImage is Generate under its first name; it renders any request.
 func (p *Pipeline) TextToImage(ctx context.Context, req Request, progress Progress) (*Result, error) {
+	return p.Generate(ctx, req, progress)
+}
+
+// Generate renders one image: text-to-image when the request has neither
+// an init image nor Interp, img2img with InitImage alone, inpainting with a
+// Mask, outpainting with Outpaint, and an in-between frame with Interp. It
+// stops between steps when ctx is done.
+func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress) (*Result, error) {
 	req = req.Defaults()
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	b := p.b
 	if multiple := SizeMultiple(p.m); req.Width%multiple != 0 || req.Height%multiple != 0 {
 		return nil, fmt.Errorf("pipeline: size %dx%d: this model needs multiples of %d", req.Width, req.Height, multiple)
 	}
-	down := vaeFactor(p.m)
+	if err := p.checkUNet(req); err != nil {
+		return nil, err
+	}
+	var latents *backend.Tensor
+	var err error
+	switch {
+	case req.Interp != nil:
+		latents, err = p.interpolate(ctx, req, progress)
+	case req.InitImage == nil:
+		latents, err = p.textToImage(ctx, req, progress)
+	case req.Mask == nil && req.Outpaint.IsZero() && !p.inpaintModel():
+		latents, err = p.imageToImage(ctx, req, progress)
+	default:
+		latents, err = p.inpaint(ctx, req, progress)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.decode(req, latents)
+}
+
+// checkUNet refuses modes the model's UNet cannot run: a 9-channel
+// inpainting UNet needs an image to condition on.
+func (p *Pipeline) checkUNet(req Request) error {
+	in, lc := p.m.UNetConfig.InChannels, p.m.VAEConfig.LatentChannels
+	switch {
+	case in == lc:
+		return nil
+	case !p.inpaintModel():
+		return fmt.Errorf("pipeline: a UNet with %d input channels is not supported (want %d, or %d for inpainting)", in, lc, 2*lc+1)
+	case req.InitImage == nil:
+		return fmt.Errorf("pipeline: model %s is an inpainting model (%d-channel UNet): it needs an init image", p.m.Name, in)
+	}
+	return nil
+}
+
+// inpaintModel reports whether the UNet takes the latents, the mask and the
+// masked image's latents stacked on channels (runwayml's 9-channel layout).
+func (p *Pipeline) inpaintModel() bool {
+	return p.m.UNetConfig.InChannels == 2*p.m.VAEConfig.LatentChannels+1
+}
+
+// run is what every mode sets up the same way.
+type run struct {
+	req     Request
+	sampler scheduler.Sampler
+	// gen is Seed's generator: it draws the starting noise, then the step
+	// noise of ancestral samplers.
+	gen   *rng.Generator
+	shape []int // latents [1, C, H/f, W/f]
+}
+
+func (p *Pipeline) newRun(req Request) (*run, error) {
 	sampler, err := scheduler.New(req.Sampler, req.Schedule, p.m.Scheduler, req.Steps)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	guided := req.CFGScale > 1
-	cond, err := p.encodePrompts(req, guided)
+	f := vaeFactor(p.m)
+	shape := []int{1, p.m.VAEConfig.LatentChannels, req.Height / f, req.Width / f}
+	return &run{req: req, sampler: sampler, gen: rng.New(req.Seed), shape: shape}, nil
+}
+
+// guided reports whether the run uses classifier-free guidance.
+func (r *run) guided() bool { return r.req.CFGScale > 1 }
+
+// randn draws the next N(0,1) latents from the run's generator.
+func (p *Pipeline) randn(r *run) *backend.Tensor {
+	return p.b.FromFloat32(r.gen.Randn(backend.NumElements(r.shape)), r.shape...)
+}
+
+// initialNoise is pure-noise starting latents: the next draw scaled by the
+// sampler's initial sigma.
+func (p *Pipeline) initialNoise(r *run) *backend.Tensor {
+	return p.b.Scale(p.randn(r), float32(r.sampler.InitNoiseSigma()))
+}
+
+// textConditioning encodes the request's prompts into the UNet's text batch.
+func (p *Pipeline) textConditioning(r *run) (*backend.Tensor, error) {
+	cond, uncond, err := p.promptEmbeds(r.req.Prompt, r.req.NegativePrompt, r.req.ClipSkip, r.guided())
 	if err != nil {
 		return nil, err
 	}
+	return p.conditioning(cond, uncond), nil
+}
 
-	lh, lw := req.Height/down, req.Width/down
-	shape := []int{1, p.m.UNetConfig.InChannels, lh, lw}
-	gen := rng.New(req.Seed)
-	noise := b.FromFloat32(gen.Randn(backend.NumElements(shape)), shape...)
-	latents := b.Scale(noise, float32(sampler.InitNoiseSigma()))
-	drawNoise := func() *backend.Tensor {
-		return b.FromFloat32(gen.Randn(backend.NumElements(shape)), shape...)
+// loop returns the shared loop's settings for r.
+func (p *Pipeline) loop(r *run, cond *backend.Tensor, hook stepHook) loop {
+	return loop{
+		sampler: r.sampler, cond: cond, guided: r.guided(), cfg: float32(r.req.CFGScale),
+		noise: func() *backend.Tensor { return p.randn(r) }, hook: hook,
 	}
-	ts := sampler.Timesteps()
-	for i, t := range ts {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		x := sampler.ScaleModelInput(b, latents, i)
-		var eps *backend.Tensor
-		if guided {
-			out := p.m.UNet.Forward(b, b.Concat(0, x, x), []float64{t, t}, cond)
-			uncond, text := b.Slice(out, 0, 0, 1), b.Slice(out, 0, 1, 2)
-			g := float32(req.CFGScale)
-			eps = b.LinComb([]float32{1 - g, g}, uncond, text)
-		} else {
-			eps = p.m.UNet.Forward(b, x, []float64{t}, cond)
-		}
-		latents = sampler.Step(b, eps, i, latents, drawNoise)
-		if progress != nil {
-			progress(i+1, len(ts))
-		}
+}
+
+// textToImage denoises Seed's noise over the whole schedule.
+func (p *Pipeline) textToImage(ctx context.Context, req Request, progress Progress) (*backend.Tensor, error) {
+	r, err := p.newRun(req)
+	if err != nil {
+		return nil, err
 	}
-	return p.decode(req, latents)
+	cond, err := p.textConditioning(r)
+	if err != nil {
+		return nil, err
+	}
+	return p.denoise(ctx, p.loop(r, cond, nil), p.initialNoise(r), 0, progress)
 }
 
 // SizeMultiple is what image sides must be a multiple of for m: one latent
@@ -154,25 +178,6 @@ func SizeMultiple(m *checkpoint.Model) int {
 // vaeFactor is how many image pixels one latent pixel covers per side.
 func vaeFactor(m *checkpoint.Model) int {
 	return 1 << (len(m.VAEConfig.BlockOutChannels) - 1)
-}
-
-// encodePrompts returns the conditioning batch: [negative, prompt] when
-// guided (the order diffusers uses), else [prompt]. Like diffusers 0.27,
-// clip skip applies to the prompt only, not to the negative prompt.
-func (p *Pipeline) encodePrompts(req Request, guided bool) (*backend.Tensor, error) {
-	tok := p.m.Tokenizer
-	cond, err := p.m.TextEncoder.Encode(p.b, [][]int{tok.EncodePadded(req.Prompt)}, req.ClipSkip)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: text encoder: %w", err)
-	}
-	if !guided {
-		return cond, nil
-	}
-	uncond, err := p.m.TextEncoder.Encode(p.b, [][]int{tok.EncodePadded(req.NegativePrompt)}, 0)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: text encoder: %w", err)
-	}
-	return p.b.Concat(0, uncond, cond), nil
 }
 
 func (p *Pipeline) decode(req Request, latents *backend.Tensor) (*Result, error) {

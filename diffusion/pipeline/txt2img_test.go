@@ -86,6 +86,7 @@ func assertImageWithin(t *testing.T, res *Result, want []float32, levels int) {
 			}
 		}
 	}
+	t.Logf("8-bit image: max difference %d levels", worst)
 	if worst > levels {
 		t.Errorf("8-bit image differs by up to %d levels, want at most %d", worst, levels)
 	}
