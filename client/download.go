@@ -27,8 +27,9 @@ type DownloadOptions struct {
 	Progress func(done, total int)
 }
 
-// Download writes a finished job's manifest (manifest.json) and frames
-// (frames/<index>.png) under dir and returns the manifest. A presigned URL
+// Download writes a finished job's manifest (manifest.json), frames
+// (frames/<index>.png) and assembled files (animation.gif, animation.mp4)
+// under dir and returns the manifest. A presigned URL
 // that fails falls back to the coordinator's proxy.
 func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions) (wire.Manifest, error) {
 	if o.Parallel <= 0 {
@@ -44,7 +45,7 @@ func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions
 		if err != nil {
 			return m, err
 		}
-		for _, f := range files.Frames {
+		for _, f := range append(files.Frames, files.Outputs...) {
 			urls[f.Key] = f.URL
 		}
 	}
@@ -81,7 +82,26 @@ func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions
 		}()
 	}
 	wg.Wait()
-	return m, firstErr
+	if firstErr != nil {
+		return m, firstErr
+	}
+	for _, o := range m.Outputs {
+		if err := c.fetchOutput(ctx, id, o, urls[o.Key], filepath.Join(dir, path.Base(o.Name))); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+// fetchOutput downloads an assembled file (an animation's GIF or MP4).
+func (c *Client) fetchOutput(ctx context.Context, id string, o wire.OutputFile, presigned, dst string) error {
+	if presigned != "" {
+		if err := fetchURL(ctx, c.http, presigned, nil, dst); err == nil {
+			return nil
+		}
+	}
+	u := c.base + "/v1/jobs/" + url.PathEscape(id) + "/outputs/" + url.PathEscape(o.Name)
+	return fetchURL(ctx, c.http, u, map[string]string{"Authorization": "Bearer " + c.token}, dst)
 }
 
 func (c *Client) fetchFrame(ctx context.Context, id string, index int, presigned, dst string) error {

@@ -27,6 +27,8 @@ const maxBody = 2 * wire.MaxSpecBytes
 //	GET  /v1/jobs/{id}/files          presigned URLs        -> FileList
 //	GET  /v1/jobs/{id}/manifest       the manifest, proxied
 //	GET  /v1/jobs/{id}/frames/{index} one frame PNG, proxied
+//	GET  /v1/jobs/{id}/outputs/{name} an assembled file (animation.gif), proxied
+//	PUT  /v1/inputs/{sha256}          store an image input  -> InputRef
 //	GET  /v1/nodes                    node entries          -> NodeList
 //	GET  /healthz                     leadership
 //
@@ -41,6 +43,8 @@ func (c *Coordinator) routes() http.Handler {
 	mux.HandleFunc("GET /v1/jobs/{id}/files", c.leaderOnly(c.handleFiles))
 	mux.HandleFunc("GET /v1/jobs/{id}/manifest", c.leaderOnly(c.handleManifest))
 	mux.HandleFunc("GET /v1/jobs/{id}/frames/{index}", c.leaderOnly(c.handleFrame))
+	mux.HandleFunc("GET /v1/jobs/{id}/outputs/{name}", c.leaderOnly(c.handleOutput))
+	mux.HandleFunc("PUT /v1/inputs/{sum}", c.leaderOnly(c.handleInput))
 	mux.HandleFunc("GET /v1/nodes", c.handleNodes)
 	mux.HandleFunc("GET /healthz", c.handleHealth)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -270,6 +274,14 @@ func (c *Coordinator) handleFiles(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Frames = append(out.Frames, wire.FrameURL{Index: f.Index, Key: f.Key, URL: u})
 	}
+	for _, o := range m.Outputs {
+		u, err := c.presign(r.Context(), o.Key)
+		if err != nil {
+			c.writeErr(w, err)
+			return
+		}
+		out.Outputs = append(out.Outputs, wire.FrameURL{Key: o.Key, URL: u})
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -300,6 +312,19 @@ func (c *Coordinator) handleFrame(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.proxy(w, r, wire.FrameKey(id, idx), "image/png")
+}
+
+func (c *Coordinator) handleOutput(w http.ResponseWriter, r *http.Request) {
+	id, name := r.PathValue("id"), r.PathValue("name")
+	if !c.finishedJob(w, id) {
+		return
+	}
+	ctype := map[string]string{wire.AnimationGIF: "image/gif", wire.AnimationMP4: "video/mp4"}[name]
+	if ctype == "" {
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no output %q (want %s or %s)", name, wire.AnimationGIF, wire.AnimationMP4), nil)
+		return
+	}
+	c.proxy(w, r, wire.OutputKey(id, name), ctype)
 }
 
 func (c *Coordinator) proxy(w http.ResponseWriter, r *http.Request, key, ctype string) {

@@ -42,10 +42,17 @@ func randomSeedStart() int64 {
 // with problems returns wire.FieldErrors and stores nothing.
 func (c *Coordinator) submit(ctx context.Context, spec wire.JobSpec) (wire.JobStatus, error) {
 	spec.Normalize()
-	if spec.Seeds.IsZero() {
+	if spec.Kind == wire.KindBatch && spec.Seeds.IsZero() {
 		spec.Seeds = wire.SeedRange(randomSeedStart(), spec.ImagesPerPrompt)
 	}
 	if err := spec.Validate(); err != nil {
+		fe, _ := wire.AsFieldErrors(err)
+		return wire.JobStatus{}, append(fe, spec.InputKeyErrors()...)
+	}
+	if fe := spec.InputKeyErrors(); len(fe) > 0 {
+		return wire.JobStatus{}, fe
+	}
+	if err := c.checkInputs(ctx, &spec); err != nil {
 		return wire.JobStatus{}, err
 	}
 	now := c.opts.Now()
@@ -106,13 +113,21 @@ func (c *Coordinator) nudge() {
 }
 
 // toPublish lists the tasks of j due for publishing: those never published
-// and retries whose backoff ended. It stamps them. Call with c.mu held.
-func (c *Coordinator) toPublish(j *job, now time.Time) []int {
+// and retries whose backoff ended. It stamps them. An animation's assemble
+// task is due once every frame is done; mp4 says whether a node can encode
+// MP4. Call with c.mu held.
+func (c *Coordinator) toPublish(j *job, now time.Time, mp4 bool) []int {
 	if j.tasks == nil || wire.JobFinished(j.rec.State) {
 		return nil
 	}
 	var idx []int
 	for i := j.rec.Published; i < len(j.tasks); i++ {
+		if a := j.tasks[i].Assemble; a != nil {
+			if !j.framesDone() {
+				break
+			}
+			a.MP4 = mp4
+		}
 		idx = append(idx, i)
 	}
 	if j.retryWaiting > 0 {
@@ -142,7 +157,13 @@ func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 		j.publishing = false
 		c.mu.Unlock()
 	}()
-	idx := c.toPublish(j, c.opts.Now())
+	mp4 := false
+	if j.assembleDue() {
+		c.mu.Unlock()
+		mp4 = c.nodeCan(ctx, wire.CapabilityFFmpeg)
+		c.mu.Lock()
+	}
+	idx := c.toPublish(j, c.opts.Now(), mp4)
 	msgs := make([]*nats.Msg, len(idx))
 	for k, i := range idx {
 		t := &j.tasks[i]
@@ -337,4 +358,19 @@ func (c *Coordinator) purgeJob(ctx context.Context, id string) {
 	if err != nil {
 		c.log.Warn("purging tasks failed", "job_id", id, "error", err)
 	}
+}
+
+// nodeCan reports whether some live node advertises capability.
+func (c *Coordinator) nodeCan(ctx context.Context, capability string) bool {
+	nodes, err := c.readNodes(ctx)
+	if err != nil {
+		c.log.Warn("reading nodes failed", "error", err)
+		return false
+	}
+	for _, n := range nodes {
+		if n.Can(capability) {
+			return true
+		}
+	}
+	return false
 }

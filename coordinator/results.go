@@ -96,6 +96,7 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 		touched[j] = true
 	}
 	for j := range touched {
+		j.skipAssembly()
 		j.notify()
 		if j.allTasksEnded() && !j.finalizing {
 			finished = append(finished, j.rec.ID)
@@ -167,8 +168,17 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 	return excl
 }
 
-// checkFrames verifies that a successful result covers exactly the task's frames.
+// checkFrames verifies that a successful result covers exactly the task's
+// frames, and that an assemble task's result holds the GIF.
 func checkFrames(t *wire.Task, r *wire.Result) error {
+	if a := t.Assemble; a != nil {
+		for _, o := range r.Outputs {
+			if o.Key == a.GIFKey {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s among the outputs", wire.AnimationGIF)
+	}
 	if len(r.Frames) != len(t.Frames) {
 		return fmt.Errorf("%d frames reported, task has %d", len(r.Frames), len(t.Frames))
 	}
@@ -312,6 +322,9 @@ func (c *Coordinator) finalize(ctx context.Context, id string) {
 		j.rec.State = finalState(j)
 		if j.rec.State == wire.JobFailed {
 			j.rec.Error = fmt.Sprintf("%d of %d frames failed", j.rec.FramesFailed, m.FramesTotal)
+			if j.rec.FramesFailed == 0 {
+				j.rec.Error = "the animation could not be assembled"
+			}
 		}
 		j.rec.FinishedAt = &now
 	}
@@ -337,7 +350,7 @@ func finalState(j *job) string {
 	switch {
 	case j.rec.State == wire.JobCancelled:
 		return wire.JobCancelled
-	case j.rec.FramesFailed > 0:
+	case j.rec.FramesFailed > 0 || j.rec.TasksFailed > 0:
 		return wire.JobFailed
 	}
 	return wire.JobDone
@@ -358,6 +371,10 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 	for i, tr := range j.trecs {
 		t := &j.tasks[i]
 		switch {
+		case tr.State == wire.TaskDone && tr.Result != nil && t.Assemble != nil:
+			m.GPUSeconds += tr.Result.GPUSeconds
+			m.Outputs = append(m.Outputs, tr.Result.Outputs...)
+			m.Notes = append(m.Notes, tr.Result.Notes...)
 		case tr.State == wire.TaskDone && tr.Result != nil:
 			m.GPUSeconds += tr.Result.GPUSeconds
 			per := tr.Result.GPUSeconds / float64(len(t.Frames))
@@ -377,6 +394,9 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 			e := wire.Error{Code: wire.CodeTaskFailed, Message: "retries exhausted"}
 			if tr.Error != nil {
 				e = *tr.Error
+			}
+			if t.Assemble != nil {
+				m.Notes = append(m.Notes, "animation: "+e.Message)
 			}
 			for _, f := range t.Frames {
 				m.Failed = append(m.Failed, wire.FailedFrame{Index: f.Index, TaskID: t.ID, Error: e})

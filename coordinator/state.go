@@ -74,6 +74,52 @@ func (j *job) allTasksEnded() bool {
 
 func (j *job) markTask(i int) { j.dirty[i] = true; j.recDirty = true }
 
+// assembleIndex is the index of j's assemble task (the last task of an
+// animation), or -1.
+func (j *job) assembleIndex() int {
+	if n := len(j.tasks); n > 0 && j.tasks[n-1].Assemble != nil {
+		return n - 1
+	}
+	return -1
+}
+
+// framesDone reports whether every frame task of j is done.
+func (j *job) framesDone() bool {
+	a := j.assembleIndex()
+	if a < 0 {
+		return j.rec.TasksDone == len(j.tasks)
+	}
+	done := j.rec.TasksDone
+	if j.trecs[a].State == wire.TaskDone {
+		done--
+	}
+	return done == len(j.tasks)-1
+}
+
+// assembleDue reports whether j's assemble task is next to publish and its
+// frames are done.
+func (j *job) assembleDue() bool {
+	a := j.assembleIndex()
+	return a >= 0 && j.rec.Published == a && j.framesDone()
+}
+
+// skipAssembly ends an unpublished assemble task as failed once every frame
+// task ended and some failed: there is no whole animation to assemble.
+func (j *job) skipAssembly() {
+	a := j.assembleIndex()
+	if a < 0 || j.rec.Published > a || j.trecs[a].State != wire.TaskQueued {
+		return
+	}
+	if j.rec.TasksDone+j.rec.TasksFailed != len(j.tasks)-1 || j.rec.TasksFailed == 0 {
+		return
+	}
+	j.trecs[a].State = wire.TaskFailed
+	j.trecs[a].Error = &wire.Error{Code: wire.CodeTaskFailed,
+		Message: fmt.Sprintf("animation not assembled: %d frames failed", j.rec.FramesFailed)}
+	j.rec.TasksFailed++
+	j.markTask(a)
+}
+
 // load rebuilds the leader's state from etcd.
 func (c *Coordinator) load(ctx context.Context) error {
 	resp, err := c.etcd.Get(ctx, wire.JobsPrefix, clientv3.WithPrefix())
@@ -132,6 +178,7 @@ func (c *Coordinator) loadActive(ctx context.Context, rec wire.JobRecord) (*job,
 		}
 	}
 	j.recount()
+	j.skipAssembly()
 	return j, nil
 }
 

@@ -41,8 +41,8 @@ func benchEnv(t *testing.T, name string, def int) int {
 //
 //	go test -tags farmbench -run TestFarmBench -v -timeout 30m ./e2e
 //
-// Settings: BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT (frames per
-// task, 4), BENCH_DELAY_MS (per frame, 0), BENCH_PROBES (idle dispatch
+// Settings: BENCH_KIND (batch or animation), BENCH_FRAMES (20000),
+// BENCH_NODES (32), BENCH_FPT (frames per task, 4), BENCH_DELAY_MS (per frame, 0), BENCH_PROBES (idle dispatch
 // probes, 200), BENCH_OUT (folder for heap.prof, taken at 90% of the
 // frames; with BENCH_CPUPROFILE=1 also cpu.prof).
 func TestFarmBench(t *testing.T) {
@@ -69,14 +69,8 @@ func TestFarmBench(t *testing.T) {
 	peak := newPeakMem()
 	defer peak.stop()
 
-	prompts := make([]string, 0, 20)
-	for i := range 20 {
-		prompts = append(prompts, fmt.Sprintf("bench prompt %d", i))
-	}
-	perPrompt := (frames + len(prompts) - 1) / len(prompts)
-	prompts = prompts[:(frames+perPrompt-1)/perPrompt]
-	spec := batch("bench", prompts, perPrompt, fpt)
-	frames = len(prompts) * perPrompt
+	spec := benchSpec(t, frames, fpt)
+	frames = spec.TotalFrames()
 
 	self0, kids0 := cpuTime(t)
 	start := time.Now()
@@ -118,8 +112,11 @@ func TestFarmBench(t *testing.T) {
 	queue, gaps := f.dispatchTimes(t, st.ID)
 	idle := f.idleProbes(t, c, probes)
 
-	t.Logf("farm bench: %d frames, %d nodes, %d frames per task (%d tasks), load-test delay %s",
-		frames, nodes, fpt, final.TasksTotal, delay)
+	t.Logf("farm bench: %s of %d frames, %d nodes, %d frames per task (%d tasks), load-test delay %s",
+		spec.Kind, frames, nodes, fpt, final.TasksTotal, delay)
+	if len(m.Outputs) > 0 {
+		t.Logf("RESULT assembled %d outputs %v", len(m.Outputs), m.Outputs)
+	}
 	t.Logf("RESULT end-to-end %.0f frames/s (%d frames in %.2f s, submit call %s)",
 		float64(frames)/wall.Seconds(), frames, wall.Seconds(), submitted.Round(time.Millisecond))
 	t.Logf("RESULT cpu %.1f s in the job (this process and the S3 gateway child, which used %.1f s): %.2f ms per frame, %.2f cores busy",
@@ -132,6 +129,31 @@ func TestFarmBench(t *testing.T) {
 		pct(queue, 50), pct(queue, 99))
 	t.Logf("RESULT memory (whole process: coordinator, %d nodes, NATS, etcd): heap in use %s before, peak %s; peak RSS %s",
 		nodes, mib(base.heap), mib(peakHeap), mib(peakRSS))
+}
+
+// benchSpec is the benchmark's job: a batch of about frames images over 20
+// prompts, or with BENCH_KIND=animation an animation of frames frames
+// between three keys, assembled at the end.
+func benchSpec(t *testing.T, frames, fpt int) wire.JobSpec {
+	switch kind := os.Getenv("BENCH_KIND"); kind {
+	case "", wire.KindBatch:
+	case wire.KindAnimation:
+		return wire.JobSpec{Kind: wire.KindAnimation, Name: "bench", Model: "tiny", Width: 16, Height: 16,
+			Steps: 4, CFGScale: 3, FramesPerTask: fpt, Frames: frames, Keyframes: []wire.Keyframe{
+				{Frame: 0, Prompt: "bench key a", Seed: 1},
+				{Frame: frames / 2, Prompt: "bench key b", Seed: 2},
+				{Frame: frames - 1, Prompt: "bench key c", Seed: 3},
+			}}
+	default:
+		t.Fatalf("BENCH_KIND=%q: want batch or animation", kind)
+	}
+	prompts := make([]string, 0, 20)
+	for i := range 20 {
+		prompts = append(prompts, fmt.Sprintf("bench prompt %d", i))
+	}
+	perPrompt := (frames + len(prompts) - 1) / len(prompts)
+	prompts = prompts[:(frames+perPrompt-1)/perPrompt]
+	return batch("bench", prompts, perPrompt, fpt)
 }
 
 // dispatchTimes reads the job's task records and returns each task's wait

@@ -104,3 +104,32 @@ func samePixel(a, b image.Image, x, y int) bool {
 	r2, g2, b2, a2 := b.At(x, y).RGBA()
 	return r1 == r2 && g1 == g2 && b1 == b2 && a1 == a2
 }
+
+// maxLevelDiff is the largest difference of one 8-bit channel between two
+// PNGs of the same size.
+func maxLevelDiff(t testing.TB, a, b []byte) int {
+	t.Helper()
+	ia, err := png.Decode(bytes.NewReader(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ia.Bounds() != ib.Bounds() {
+		t.Fatalf("sizes differ: %v vs %v", ia.Bounds(), ib.Bounds())
+	}
+	worst := 0
+	r := ia.Bounds()
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			r1, g1, b1, _ := ia.At(x, y).RGBA()
+			r2, g2, b2, _ := ib.At(x, y).RGBA()
+			for _, d := range []int{int(r1>>8) - int(r2>>8), int(g1>>8) - int(g2>>8), int(b1>>8) - int(b2>>8)} {
+				worst = max(worst, d, -d)
+			}
+		}
+	}
+	return worst
+}

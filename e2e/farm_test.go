@@ -169,8 +169,16 @@ func (f *farm) startNode(t testing.TB, o node.Options) *node.Node {
 // re-executed with envChildNode set); it is killed at cleanup if still alive.
 func (f *farm) startChildNode(t testing.TB, id string, delay time.Duration) *exec.Cmd {
 	t.Helper()
-	spec, err := json.Marshal(childSpec{ID: id, NATS: f.natsConfig(), Etcd: f.etcdConfig(), S3: f.s3Config(),
-		Delay: delay, VRAMBytes: 8 << 30})
+	return f.startChild(t, childSpec{ID: id, Delay: delay})
+}
+
+// startChild runs the node of spec (its connections filled in here) in a
+// child process, as startChildNode does.
+func (f *farm) startChild(t testing.TB, c childSpec) *exec.Cmd {
+	t.Helper()
+	c.NATS, c.Etcd, c.S3, c.VRAMBytes = f.natsConfig(), f.etcdConfig(), f.s3Config(), 8<<30
+	id := c.ID
+	spec, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}

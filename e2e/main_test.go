@@ -36,9 +36,13 @@ type childSpec struct {
 	S3        connect.S3Config
 	Delay     time.Duration
 	VRAMBytes int64
+	// Renderer is node.RendererLoadTest (default) or node.RendererEngine
+	// with models from ModelsDir.
+	Renderer  string
+	ModelsDir string
 }
 
-// runChildNode runs a load-test node until SIGTERM or SIGINT, exactly as
+// runChildNode runs a node (without ffmpeg) until SIGTERM or SIGINT, exactly as
 // `farm node` would: the signal cancels Run's context and the node drains.
 func runChildNode(spec string) int {
 	var c childSpec
@@ -46,8 +50,12 @@ func runChildNode(spec string) int {
 		fmt.Fprintln(os.Stderr, "e2e child:", err)
 		return 2
 	}
+	if c.Renderer == "" {
+		c.Renderer = node.RendererLoadTest
+	}
 	n, err := node.New(node.Options{ID: c.ID, NATS: c.NATS, Etcd: c.Etcd, S3: c.S3,
-		RendererName: node.RendererLoadTest, LoadTestDelay: c.Delay, VRAMBytes: c.VRAMBytes,
+		RendererName: c.Renderer, ModelsDir: c.ModelsDir, FFmpeg: node.FFmpegNone,
+		LoadTestDelay: c.Delay, VRAMBytes: c.VRAMBytes,
 		LeaseTTL: 2 * time.Second, PollInterval: 200 * time.Millisecond,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "child", Level: hclog.Warn, Output: os.Stderr})})
 	if err != nil {

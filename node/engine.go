@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"sync"
 
 	"github.com/latentfarm/latentfarm/diffusion/backend"
@@ -12,6 +13,7 @@ import (
 	"github.com/latentfarm/latentfarm/diffusion/checkpoint"
 	"github.com/latentfarm/latentfarm/diffusion/pipeline"
 	"github.com/latentfarm/latentfarm/diffusion/scheduler"
+	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
 
@@ -23,6 +25,9 @@ type EngineOptions struct {
 	Models *Models
 	// MaxLoaded is how many models stay in memory (default 1).
 	MaxLoaded int
+	// Inputs reads an image input by key (tasks with image inputs fail
+	// without it).
+	Inputs func(ctx context.Context, key string) ([]byte, error)
 }
 
 // Engine renders with the project's Stable Diffusion engine, keeping the
@@ -32,8 +37,12 @@ type Engine struct {
 	models *Models
 	max    int
 
+	inputs func(ctx context.Context, key string) ([]byte, error)
+
 	mu     sync.Mutex
 	loaded []*loadedModel // most recently used first
+	// images holds the decoded image inputs of the current task by key.
+	images map[string]image.Image
 }
 
 type loadedModel struct {
@@ -57,7 +66,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	if o.MaxLoaded <= 0 {
 		o.MaxLoaded = 1
 	}
-	return &Engine{b: o.Backend, models: o.Models, max: o.MaxLoaded}, nil
+	return &Engine{b: o.Backend, models: o.Models, max: o.MaxLoaded, inputs: o.Inputs}, nil
 }
 
 // Name implements Renderer.
@@ -78,13 +87,50 @@ func (e *Engine) ModelsLoaded() []string {
 func (e *Engine) ModelsOnDisk() []string { return e.models.OnDisk() }
 
 // Prepare implements Renderer: it loads the task's model (fetching it from
-// the model store when it is not on disk) and checks the task against it.
+// the model store when it is not on disk) and image inputs, and checks the
+// task against them.
 func (e *Engine) Prepare(ctx context.Context, task *wire.Task) error {
 	p, err := e.pipeline(ctx, task.Model)
 	if err != nil {
 		return err
 	}
-	return checkTask(p.Model(), task)
+	if err := e.loadImages(ctx, task); err != nil {
+		return err
+	}
+	return e.checkTask(p.Model(), task)
+}
+
+// loadImages fetches and decodes the task's image inputs, keeping the ones
+// already decoded for the previous task.
+func (e *Engine) loadImages(ctx context.Context, task *wire.Task) error {
+	keep := map[string]image.Image{}
+	for _, key := range []string{task.InitImage, task.Mask} {
+		if key == "" {
+			continue
+		}
+		e.mu.Lock()
+		img := e.images[key]
+		e.mu.Unlock()
+		if img == nil {
+			if e.inputs == nil {
+				return Permanent(wire.CodeInvalidTask, errors.New("node: this engine has no input store"))
+			}
+			data, err := e.inputs(ctx, key)
+			if err != nil {
+				return err
+			}
+			in, err := media.DecodeInput(key, data)
+			if err != nil {
+				return Permanent(wire.CodeInvalidTask, fmt.Errorf("node: %w", err))
+			}
+			img = in.Image
+		}
+		keep[key] = img
+	}
+	e.mu.Lock()
+	e.images = keep
+	e.mu.Unlock()
+	return nil
 }
 
 // pipeline returns the loaded model name, loading it if needed.
@@ -128,8 +174,8 @@ func (e *Engine) pipeline(ctx context.Context, name string) (*pipeline.Pipeline,
 }
 
 // checkTask refuses settings the model cannot render, before any work.
-func checkTask(m *checkpoint.Model, t *wire.Task) error {
-	req := request(t, wire.Frame{})
+func (e *Engine) checkTask(m *checkpoint.Model, t *wire.Task) error {
+	req := e.request(t, wire.Frame{})
 	if err := req.Validate(); err != nil {
 		return Permanent(wire.CodeInvalidTask, err)
 	}
@@ -143,13 +189,35 @@ func checkTask(m *checkpoint.Model, t *wire.Task) error {
 	return nil
 }
 
-// request is the engine request for one frame of t.
-func request(t *wire.Task, f wire.Frame) pipeline.Request {
-	return pipeline.Request{
+// request is the engine request for one frame of t, with the image inputs
+// loadImages decoded.
+func (e *Engine) request(t *wire.Task, f wire.Frame) pipeline.Request {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return FrameRequest(t, f, e.images[t.InitImage], e.images[t.Mask])
+}
+
+// FrameRequest is the engine request for frame f of task t, given the
+// task's decoded image inputs (nil when it has none): the one mapping from
+// the wire to the engine, used by nodes and by local spec renders.
+func FrameRequest(t *wire.Task, f wire.Frame, initImage, mask image.Image) pipeline.Request {
+	req := pipeline.Request{
 		Prompt: f.Prompt, NegativePrompt: f.NegativePrompt, Width: t.Width, Height: t.Height,
 		Steps: t.Steps, CFGScale: t.CFGScale, Sampler: t.Sampler, Schedule: t.Schedule,
-		Seed: uint64(f.Seed), ClipSkip: t.ClipSkip,
+		Seed: uint64(f.Seed), ClipSkip: t.ClipSkip, Strength: t.Strength,
+		InitImage: initImage, Mask: mask,
 	}
+	if f.CFGScale != nil {
+		req.CFGScale = *f.CFGScale
+	}
+	if b := f.Blend; b != nil {
+		req.Interp = &pipeline.Interpolation{Prompt: b.Prompt, NegativePrompt: b.NegativePrompt,
+			Seed: uint64(b.Seed), T: b.T, SlerpEmbeddings: b.Slerp}
+	}
+	if p := t.Outpaint; p != nil {
+		req.Outpaint = pipeline.Padding{Left: p.Left, Top: p.Top, Right: p.Right, Bottom: p.Bottom}
+	}
+	return req
 }
 
 // Render implements Renderer.
@@ -165,8 +233,8 @@ func (e *Engine) Render(ctx context.Context, task *wire.Task, frame wire.Frame, 
 			out, err = nil, Retryable(wire.CodeRenderFailed, fmt.Errorf("node: engine panic: %v", r))
 		}
 	}()
-	req := request(task, frame)
-	res, err := p.TextToImage(ctx, req, pipeline.Progress(progress))
+	req := e.request(task, frame)
+	res, err := p.Generate(ctx, req, pipeline.Progress(progress))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

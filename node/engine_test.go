@@ -51,7 +51,7 @@ func TestNode_EngineRendersModelFromStore(t *testing.T) {
 	}
 	m.Name = "sd-tiny"
 	task := tasks[0]
-	want, err := pipeline.New(cpu.New(), m).TextToImage(ctx, request(&task, task.Frames[1]), nil)
+	want, err := pipeline.New(cpu.New(), m).TextToImage(ctx, (&Engine{}).request(&task, task.Frames[1]), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,8 @@ import (
 const (
 	RendererEngine   = "engine"
 	RendererLoadTest = "loadtest"
+	// FFmpegNone as Options.FFmpeg runs the node without ffmpeg.
+	FFmpegNone = "none"
 )
 
 // Options configure a node. Connections are given either as configs (the
@@ -63,6 +66,10 @@ type Options struct {
 	CacheDir  string
 	// MaxLoadedModels is how many models the engine keeps in memory.
 	MaxLoadedModels int
+	// FFmpeg is the ffmpeg the node encodes MP4 animations with: empty
+	// looks it up on PATH, "none" goes without. A node with it advertises
+	// wire.CapabilityFFmpeg.
+	FFmpeg string
 
 	// Fingerprint overrides detection (tests, and the CUDA build).
 	Fingerprint *Fingerprint
@@ -112,6 +119,12 @@ func (o *Options) fill() error {
 	}
 	if o.ExcludedRunAfter == 0 {
 		o.ExcludedRunAfter = 5
+	}
+	switch o.FFmpeg {
+	case "":
+		o.FFmpeg = media.FFmpeg()
+	case FFmpegNone:
+		o.FFmpeg = ""
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
@@ -389,6 +402,7 @@ func (n *Node) renderer() (Renderer, error) {
 	return NewEngine(EngineOptions{
 		Models:    &Models{Dir: o.ModelsDir, CacheDir: o.CacheDir, Store: n.s3, Bucket: o.S3.Bucket},
 		MaxLoaded: o.MaxLoadedModels,
+		Inputs:    n.input,
 	})
 }
 
@@ -413,6 +427,9 @@ func (n *Node) start(ctx, regCtx context.Context) error {
 		Classes: n.classes, Labels: n.opts.Labels, State: wire.NodeReady,
 		PricePerHour: n.opts.PricePerHour, Renderer: n.r.Name(), Version: n.opts.Version,
 		StartedAt: now,
+	}
+	if n.opts.FFmpeg != "" {
+		info.Capabilities = append(info.Capabilities, wire.CapabilityFFmpeg)
 	}
 	reg := newRegistry(n.etc, info, n.opts.LeaseTTL, n.opts.RefreshInterval, n.log)
 	reg.onRefresh = n.refreshInfo

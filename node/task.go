@@ -60,6 +60,10 @@ func (n *Node) handle(ctx context.Context, p *pulled) {
 		log.Debug("task failed here before, leaving it to others")
 		_ = p.msg.NakWithDelay(excludedDelay)
 		return
+	case task.Assemble != nil && task.Assemble.MP4 && n.opts.FFmpeg == "" && delivered < n.opts.ExcludedRunAfter:
+		log.Debug("no ffmpeg here, leaving the assembly to a node that has it")
+		_ = p.msg.NakWithDelay(excludedDelay)
+		return
 	}
 	n.run(ctx, p, &task, res, log)
 }
@@ -85,11 +89,15 @@ func (n *Node) decode(p *pulled) (wire.Task, error) {
 	if t.ID == "" || !wire.ValidID(t.JobID) {
 		problems = append(problems, "missing task or job id")
 	}
-	if len(t.Frames) == 0 {
-		problems = append(problems, "no frames")
-	}
-	if t.Width <= 0 || t.Height <= 0 || t.Steps <= 0 {
-		problems = append(problems, fmt.Sprintf("size %dx%d, %d steps", t.Width, t.Height, t.Steps))
+	if t.Assemble != nil {
+		problems = append(problems, checkAssembly(&t)...)
+	} else {
+		if len(t.Frames) == 0 {
+			problems = append(problems, "no frames")
+		}
+		if t.Width <= 0 || t.Height <= 0 || t.Steps <= 0 {
+			problems = append(problems, fmt.Sprintf("size %dx%d, %d steps", t.Width, t.Height, t.Steps))
+		}
 	}
 	if t.Backend != wire.BackendAny && t.Backend != n.fp.Backend {
 		problems = append(problems, fmt.Sprintf("backend: task needs %s, node is %s", t.Backend, n.fp.Backend))
@@ -208,6 +216,9 @@ func (n *Node) keepAlive(ctx context.Context, p *pulled, cancel context.CancelCa
 // render prepares the renderer and renders and uploads every frame.
 func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) error {
 	n.progress(task, wire.Progress{Stage: wire.StageStarted})
+	if task.Assemble != nil {
+		return n.assemble(ctx, task, res)
+	}
 	t0 := time.Now()
 	n.progress(task, wire.Progress{Stage: wire.StageLoading})
 	if err := n.r.Prepare(ctx, task); err != nil {
@@ -232,7 +243,7 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 		}
 		rendered := time.Now()
 		renderTime += rendered.Sub(fstart)
-		if err := n.upload(ctx, f.Key, png); err != nil {
+		if err := n.upload(ctx, f.Key, png, "image/png"); err != nil {
 			return err
 		}
 		res.Timings.UploadMS += time.Since(rendered).Milliseconds()
@@ -245,9 +256,10 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 	return nil
 }
 
-// upload writes a frame to S3, retrying a few times. Overwriting is fine: a
-// redelivered task writes the same frame to the same key.
-func (n *Node) upload(ctx context.Context, key string, png []byte) error {
+// upload writes a frame (or an assembled file) to S3, retrying a few
+// times. Overwriting is fine: a redelivered task writes the same bytes to
+// the same key.
+func (n *Node) upload(ctx context.Context, key string, data []byte, ctype string) error {
 	var err error
 	delay := 200 * time.Millisecond
 	for try := 0; try < 4; try++ {
@@ -259,8 +271,8 @@ func (n *Node) upload(ctx context.Context, key string, png []byte) error {
 			return ctx.Err()
 		}
 		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err = n.s3.PutObject(uctx, n.opts.S3.Bucket, key, bytes.NewReader(png), int64(len(png)),
-			minio.PutObjectOptions{ContentType: "image/png"})
+		_, err = n.s3.PutObject(uctx, n.opts.S3.Bucket, key, bytes.NewReader(data), int64(len(data)),
+			minio.PutObjectOptions{ContentType: ctype})
 		cancel()
 		if err == nil {
 			return nil

@@ -8,7 +8,8 @@
 #   scripts/bench-farm.sh                    # the standard run
 #   BENCH_FPT=16 scripts/bench-farm.sh       # 16 frames per task
 #
-# Settings (environment): BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT
+# Then a 480-frame animation (BENCH_ANIMATION_FRAMES) the same way.
+# Settings (environment): BENCH_KIND (batch or animation: that run alone), BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT
 # (frames per task, 4: the job default), BENCH_DELAY_MS (load-test time per
 # frame, 0), BENCH_PROBES (idle-farm dispatch probes, 200), BENCH_CPUPROFILE=1
 # (also write cpu.prof), BENCH_OUT (where profiles go; default a temp dir).
@@ -25,6 +26,15 @@ echo "farm bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg),
 "$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout 30m -v ./e2e 2>&1 | tee "$out/bench.log" |
   grep -E 'farm bench:|RESULT|FAIL|panic' | sed -e 's/^ *bench_test.go:[0-9]*: //'
 grep -q '^--- PASS: TestFarmBench' "$out/bench.log" || { echo "bench failed: see $out/bench.log" >&2; exit 1; }
+
+# The animation beside it: 480 frames between three keys on the same nodes,
+# assembled into a GIF (and an MP4 where ffmpeg is installed) at the end.
+if [ -z "${BENCH_KIND:-}" ]; then
+  BENCH_KIND=animation BENCH_FRAMES=${BENCH_ANIMATION_FRAMES:-480} BENCH_PROBES=0 BENCH_OUT=$out/animation \
+    "$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout 30m -v ./e2e 2>&1 | tee "$out/bench-animation.log" |
+    grep -E 'farm bench:|RESULT (end-to-end|assembled)|FAIL|panic' | sed -e 's/^ *bench_test.go:[0-9]*: //'
+  grep -q '^--- PASS: TestFarmBench' "$out/bench-animation.log" || { echo "animation bench failed: see $out/bench-animation.log" >&2; exit 1; }
+fi
 
 if [ -s "$out/heap.prof" ]; then
   echo "coordinator heap in use at 90% of the frames (pprof focus on package coordinator):"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing latentfarm needs on a fresh Debian
-# machine: OpenBLAS for the CPU backend's matrix products (cgo builds) and
-# pkg-config. Safe to run again; it installs only what is missing.
+# machine: OpenBLAS for the CPU backend's matrix products (cgo builds),
+# pkg-config, and ffmpeg (nodes encode animations to MP4 with it; the tests
+# check the MP4). Safe to run again; it installs only what is missing.
 set -euo pipefail
 need=()
-for pkg in libopenblas-dev pkg-config; do
+for pkg in libopenblas-dev pkg-config ffmpeg; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -12,4 +13,4 @@ sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 echo "installing ${need[*]}" >&2
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

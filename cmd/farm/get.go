@@ -25,7 +25,7 @@ func runGet(ctx context.Context, args []string) error {
 	sheetCols := fs.Int("sheet-columns", 16, "frames a row in the --sheet image")
 	sheetScale := fs.Int("sheet-scale", 0, "upscale factor of each frame in the --sheet image (default: to at least 96 px)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm get ID [--dir DIR] [flags]\n\nWrites DIR/manifest.json and DIR/frames/<index>.png.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: farm get ID [--dir DIR] [flags]\n\nWrites DIR/manifest.json, DIR/frames/<index>.png and, for an animation,\nDIR/animation.gif and DIR/animation.mp4 (when a node had ffmpeg).\n\n")
 		fs.PrintDefaults()
 	}
 	id, cli, err := cf.jobArgs(fs, args)
@@ -50,6 +50,12 @@ func runGet(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stdout, "%d frames and manifest.json in %s (%d failed frames listed in the manifest)\n",
 		len(m.Frames), filepath.Clean(*dir), len(m.Failed))
+	for _, o := range m.Outputs {
+		fmt.Fprintf(os.Stdout, "%s in %s\n", o.Name, filepath.Join(filepath.Clean(*dir), o.Name))
+	}
+	for _, n := range m.Notes {
+		fmt.Fprintf(os.Stdout, "note: %s\n", n)
+	}
 	if *sheet == "" {
 		return nil
 	}

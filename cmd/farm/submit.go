@@ -27,6 +27,8 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type submitFlags struct {
 	name, model, family, precision, backend, negative, promptsFile string
 	sampler, schedule, priority, seeds                             string
+	initImage, mask, outpaint                                      string
+	strength                                                       float64
 	prompts                                                        stringList
 	seedStart                                                      int64
 	count, width, height, steps, clipSkip, framesPerTask, retries  int
@@ -55,6 +57,10 @@ func (sf *submitFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.priority, "priority", "", "high, normal (default) or low")
 	fs.IntVar(&sf.framesPerTask, "frames-per-task", 0, "frames per task (default 4)")
 	fs.IntVar(&sf.retries, "max-retries", 0, "times a failed task runs again (default 3)")
+	fs.StringVar(&sf.initImage, "init-image", "", "PNG or JPEG to start from (img2img; uploaded to the farm)")
+	fs.StringVar(&sf.mask, "mask", "", "PNG or JPEG mask of the init image: white is repainted (inpainting)")
+	fs.StringVar(&sf.outpaint, "outpaint", "", "LEFT,TOP,RIGHT,BOTTOM: grow the init image by these pixels (multiples of 8) and paint the new area")
+	fs.Float64Var(&sf.strength, "strength", 0, "share of the steps re-run over the init image, (0, 1] (default 0.75; 1 with a mask or outpaint)")
 }
 
 // apply copies every flag that was set onto spec.
@@ -124,6 +130,19 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 		case "max-retries":
 			r := sf.retries
 			spec.MaxRetries = &r
+		case "init-image":
+			spec.InitImage = sf.initImage
+		case "mask":
+			spec.Mask = sf.mask
+		case "strength":
+			spec.Strength = sf.strength
+		case "outpaint":
+			p, e := wire.ParsePadding(sf.outpaint)
+			if e != nil {
+				keep(usagef("--outpaint: %v", e))
+				return
+			}
+			spec.Outpaint = &p
 		}
 	})
 	return err
@@ -139,9 +158,13 @@ func runSubmit(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print the accepted job as JSON")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: farm submit [JOB.yaml|JOB.json] [flags]\n\n"+
-			"Submits a batch job from a spec file, from flags, or from a file with flags\n"+
-			"overriding its fields. Example:\n"+
-			"  farm submit --model sd15 --prompt 'a lighthouse at dusk' --seed-start 1 --count 64 --wait\n\n")
+			"Submits a job from a spec file, from flags, or from a file with flags\n"+
+			"overriding its fields: a batch (prompts x seeds), an animation (kind: animation,\n"+
+			"keyframes; spec file only), or image edits with --init-image, --mask, --outpaint.\n"+
+			"Local images are checked, then uploaded before the job is sent. Examples:\n"+
+			"  farm submit --model sd15 --prompt 'a lighthouse at dusk' --seed-start 1 --count 64 --wait\n"+
+			"  farm submit --model sd15 --prompt 'a castle' --init-image sketch.png --strength 0.6 --count 8\n"+
+			"  farm submit animation.yaml --wait\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)
@@ -161,9 +184,18 @@ func runSubmit(ctx context.Context, args []string) error {
 	if err := sf.apply(fs, &spec); err != nil {
 		return err
 	}
+	inputs, err := client.ReadInputs(&spec)
+	if err != nil {
+		return submitError(err)
+	}
 	cli, err := cf.client()
 	if err != nil {
 		return err
+	}
+	if inputs != nil {
+		if err := inputs.Upload(ctx, cli, &spec); err != nil {
+			return err
+		}
 	}
 	j, err := cli.Submit(ctx, spec)
 	if err != nil {
@@ -189,12 +221,16 @@ func runSubmit(ctx context.Context, args []string) error {
 // submitError lists every field error of a refused job.
 func submitError(err error) error {
 	var ae *client.APIError
-	if !errors.As(err, &ae) || ae.Code != wire.CodeInvalidJob || len(ae.Fields) == 0 {
-		return err
+	fields, local := wire.AsFieldErrors(err)
+	if !local {
+		if !errors.As(err, &ae) || ae.Code != wire.CodeInvalidJob || len(ae.Fields) == 0 {
+			return err
+		}
+		fields = ae.Fields
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "the job was refused (%d problems):", len(ae.Fields))
-	for _, f := range ae.Fields {
+	fmt.Fprintf(&b, "the job was refused (%d problems):", len(fields))
+	for _, f := range fields {
 		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Reason)
 	}
 	return errors.New(b.String())

@@ -59,6 +59,7 @@ func watchJob(ctx context.Context, cli *client.Client, id string, w io.Writer) (
 		start     time.Time
 		lastPrint time.Time
 		stepNote  string
+		arrived   = map[int]bool{}
 	)
 	draw := func(force bool) {
 		now := time.Now()
@@ -67,6 +68,12 @@ func watchJob(ctx context.Context, cli *client.Client, id string, w io.Writer) (
 		}
 		lastPrint = now
 		line := progressLine(last, startDone, start, now, stepNote)
+		if strip := frameStrip(last, arrived); strip != "" {
+			line += "\n" + strip
+			if tty {
+				line += "\033[1A\r"
+			}
+		}
 		if tty {
 			fmt.Fprintf(w, "\r\033[K%s", line)
 		} else {
@@ -84,11 +91,18 @@ func watchJob(ctx context.Context, cli *client.Client, id string, w io.Writer) (
 		case ev.Progress != nil && ev.Progress.Stage == wire.StageStep:
 			stepNote = fmt.Sprintf("%s step %d/%d", ev.Progress.NodeID, ev.Progress.Step, ev.Progress.Steps)
 			draw(false)
+		case ev.Progress != nil && ev.Progress.Stage == wire.StageFrame:
+			arrived[ev.Progress.Frame] = true
+			stepNote = fmt.Sprintf("frame %d from %s", ev.Progress.Frame, ev.Progress.NodeID)
+			draw(false)
 		}
 		return nil
 	})
 	if tty {
 		fmt.Fprintln(w)
+		if frameStrip(last, arrived) != "" {
+			fmt.Fprintln(w)
+		}
 	}
 	if err != nil {
 		return last, err
@@ -128,6 +142,25 @@ func progressLine(j wire.JobStatus, startDone int, start, now time.Time, note st
 		s += "  (" + note + ")"
 	}
 	return s
+}
+
+// maxStrip is the most frames frameStrip draws one character each.
+const maxStrip = 120
+
+// frameStrip shows which frames of a short job have landed, one character
+// a frame ('#' landed, '.' not yet), so an animation rendered coarse to
+// fine shows its keys and in-betweens filling in. Longer jobs get none.
+func frameStrip(j wire.JobStatus, arrived map[int]bool) string {
+	if j.FramesTotal == 0 || j.FramesTotal > maxStrip || len(arrived) == 0 {
+		return ""
+	}
+	b := []byte(strings.Repeat(".", j.FramesTotal))
+	for i := range arrived {
+		if i >= 0 && i < len(b) {
+			b[i] = '#'
+		}
+	}
+	return "frames " + string(b)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -15,7 +16,7 @@ import (
 // Job kinds.
 const (
 	KindBatch     = "batch"     // prompts x seeds, every image independent
-	KindAnimation = "animation" // keyframes and in-between frames (not served yet)
+	KindAnimation = "animation" // keyframes and in-between frames, assembled into a GIF and MP4
 )
 
 // Sampler names.
@@ -55,7 +56,7 @@ const (
 // JobSpec is what a user submits. Zero values mean "use the default"; the
 // coordinator stores the spec after Normalize, so a stored spec is explicit.
 type JobSpec struct {
-	// Kind is "batch" (default) or "animation" (reserved).
+	// Kind is "batch" (default) or "animation".
 	Kind string `json:"kind,omitempty" yaml:"kind,omitempty"`
 	// Name is a free label shown in listings.
 	Name string `json:"name,omitempty" yaml:"name,omitempty"`
@@ -92,20 +93,63 @@ type JobSpec struct {
 	FramesPerTask int `json:"frames_per_task,omitempty" yaml:"frames_per_task,omitempty"`
 	// MaxRetries is how many times a failed task is run again (default 3).
 	MaxRetries *int `json:"max_retries,omitempty" yaml:"max_retries,omitempty"`
-	// Keyframes drive an animation job (reserved for kind "animation").
-	Keyframes []Keyframe `json:"keyframes,omitempty" yaml:"keyframes,omitempty"`
-	// InitImage is an S3 key of an input image (reserved for img2img).
-	InitImage string `json:"init_image,omitempty" yaml:"init_image,omitempty"`
-	// Strength is the img2img denoising strength (reserved).
+	// Animation settings (kind "animation"): Frames in all, keyframes
+	// included, played at FPS; Easing shapes the motion between two keys
+	// (linear or smooth); Embeddings is how the text embeddings move between
+	// keys (lerp, or slerp).
+	Frames     int        `json:"frames,omitempty" yaml:"frames,omitempty"`
+	FPS        int        `json:"fps,omitempty" yaml:"fps,omitempty"`
+	Easing     string     `json:"easing,omitempty" yaml:"easing,omitempty"`
+	Embeddings string     `json:"embeddings,omitempty" yaml:"embeddings,omitempty"`
+	Keyframes  []Keyframe `json:"keyframes,omitempty" yaml:"keyframes,omitempty"`
+	// Image inputs. In a spec file they are local paths (relative to the
+	// file); farm submit uploads them and sends their input keys
+	// (InputKey), which is all the coordinator accepts. InitImage alone is
+	// img2img; with Mask it is inpainting (white repaints); with Outpaint
+	// the canvas grows by that many pixels on each side and the new area is
+	// painted.
+	InitImage string   `json:"init_image,omitempty" yaml:"init_image,omitempty"`
+	Mask      string   `json:"mask,omitempty" yaml:"mask,omitempty"`
+	Outpaint  *Padding `json:"outpaint,omitempty" yaml:"outpaint,omitempty"`
+	// Strength is the share of the schedule re-run over the init image, in
+	// (0, 1]; 0 leaves it to the engine (0.75 for img2img, 1 with a mask).
 	Strength float64 `json:"strength,omitempty" yaml:"strength,omitempty"`
 }
 
-// Keyframe is one key of an animation: the frame number it sits at, and the
-// prompt and seed there.
+// Keyframe is one key of an animation: the frame it sits at, and the
+// prompt and seed there. NegativePrompt and CFGScale, when set, override the
+// spec's at this key and are interpolated like the rest.
 type Keyframe struct {
-	Frame  int    `json:"frame" yaml:"frame"`
-	Prompt string `json:"prompt" yaml:"prompt"`
-	Seed   int64  `json:"seed" yaml:"seed"`
+	Frame          int      `json:"frame" yaml:"frame"`
+	Prompt         string   `json:"prompt" yaml:"prompt"`
+	NegativePrompt string   `json:"negative_prompt,omitempty" yaml:"negative_prompt,omitempty"`
+	Seed           int64    `json:"seed" yaml:"seed"`
+	CFGScale       *float64 `json:"cfg_scale,omitempty" yaml:"cfg_scale,omitempty"`
+}
+
+// Padding is an outpainting extension in pixels on each side.
+type Padding struct {
+	Left   int `json:"left" yaml:"left"`
+	Top    int `json:"top" yaml:"top"`
+	Right  int `json:"right" yaml:"right"`
+	Bottom int `json:"bottom" yaml:"bottom"`
+}
+
+// ParsePadding reads "LEFT,TOP,RIGHT,BOTTOM" (pixels).
+func ParsePadding(s string) (Padding, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) != 4 {
+		return Padding{}, fmt.Errorf("wire: outpaint %q: want LEFT,TOP,RIGHT,BOTTOM in pixels", s)
+	}
+	var v [4]int
+	for i, p := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil {
+			return Padding{}, fmt.Errorf("wire: outpaint %q: %q is not a whole number of pixels", s, p)
+		}
+		v[i] = n
+	}
+	return Padding{Left: v[0], Top: v[1], Right: v[2], Bottom: v[3]}, nil
 }
 
 // ParseJobSpec decodes a spec from YAML or JSON (JSON is valid YAML, but JSON
@@ -148,6 +192,13 @@ func ReadJobFile(path string) (JobSpec, error) {
 		}
 		if err := s.LoadPromptsFile(p); err != nil {
 			return JobSpec{}, err
+		}
+	}
+	// Image inputs are local files next to the spec until farm submit
+	// uploads them.
+	for _, p := range []*string{&s.InitImage, &s.Mask} {
+		if *p != "" && !ValidInputKey(*p) && !filepath.IsAbs(*p) {
+			*p = filepath.Join(filepath.Dir(path), *p)
 		}
 	}
 	return s, nil
@@ -218,6 +269,10 @@ func (s *JobSpec) Normalize() {
 		n := DefaultMaxRetries
 		s.MaxRetries = &n
 	}
+	if s.Kind == KindAnimation {
+		s.normalizeAnimation()
+		return
+	}
 	if s.ImagesPerPrompt == 0 {
 		switch {
 		case len(s.Seeds.List) > 0:
@@ -235,6 +290,9 @@ func (s *JobSpec) Normalize() {
 
 // TotalFrames is the number of images the (normalized) job renders.
 func (s *JobSpec) TotalFrames() int {
+	if s.Kind == KindAnimation {
+		return max(s.Frames, 0)
+	}
 	if s.ImagesPerPrompt <= 0 {
 		return 0
 	}

@@ -41,7 +41,7 @@ func TestJobSpec_Validate_EveryError(t *testing.T) {
 		Seeds: Seeds{List: []int64{1, 1, -5}}, ImagesPerPrompt: 2,
 		Width: 513, Height: 4096, Steps: 0, CFGScale: 31, Sampler: "heun", Schedule: "linear",
 		ClipSkip: 20, Priority: "urgent", FramesPerTask: 100, MaxRetries: &bad,
-		Keyframes: []Keyframe{{Frame: 1}}, InitImage: "x.png",
+		Keyframes: []Keyframe{{Frame: 1}}, Mask: "m.png",
 	}
 	err := s.Validate()
 	fe, ok := AsFieldErrors(err)
@@ -52,7 +52,7 @@ func TestJobSpec_Validate_EveryError(t *testing.T) {
 		"model", "model_family", "precision", "backend", "prompts_file", "prompts[1]",
 		"seeds[1]", "seeds[2]", "images_per_prompt", "width", "height", "steps", "cfg_scale",
 		"sampler", "schedule", "clip_skip", "priority", "frames_per_task", "max_retries",
-		"keyframes", "init_image",
+		"keyframes", "mask",
 	}
 	for _, f := range want {
 		if !fe.Has(f) {
@@ -89,7 +89,8 @@ func TestJobSpec_Validate_Fields(t *testing.T) {
 			s.Seeds = SeedRange(0, MaxFrames)
 			s.ImagesPerPrompt = MaxFrames
 		}, "images_per_prompt"},
-		{"animation unsupported", func(s *JobSpec) { s.Kind = KindAnimation }, "kind"},
+		{"animation with batch prompts", func(s *JobSpec) { s.Kind = KindAnimation }, "prompts"},
+		{"unknown kind", func(s *JobSpec) { s.Kind = "video" }, "kind"},
 		{"too big for any class", func(s *JobSpec) {
 			s.Width, s.Height, s.ModelFamily, s.Precision = 2048, 2048, FamilySD1, PrecisionFP32
 		}, "width"},

@@ -32,6 +32,8 @@ type NodeInfo struct {
 	CurrentJob   string            `json:"current_job,omitempty"`
 	// PricePerHour is the configured cost of the node, in the operator's currency.
 	PricePerHour float64 `json:"price_per_hour,omitempty"`
+	// Capabilities are optional tools the node has (CapabilityFFmpeg).
+	Capabilities []string `json:"capabilities,omitempty"`
 	// Renderer is "engine" or "load-test".
 	Renderer  string    `json:"renderer,omitempty"`
 	Version   string    `json:"version,omitempty"`
@@ -58,6 +60,16 @@ func (n *NodeInfo) VRAM() (total, free int64) {
 		free += g.FreeVRAM
 	}
 	return total, free
+}
+
+// Can reports whether the node advertises capability.
+func (n *NodeInfo) Can(capability string) bool {
+	for _, c := range n.Capabilities {
+		if c == capability {
+			return true
+		}
+	}
+	return false
 }
 
 // Serves reports whether the node pulls class c.

@@ -13,10 +13,14 @@ type Result struct {
 	// Delivery is JetStream's delivery count of the task message.
 	Delivery int `json:"delivery,omitempty"`
 	// Frames lists the frames written (all of them on success).
-	Frames     []FrameResult `json:"frames,omitempty"`
-	StartedAt  time.Time     `json:"started_at"`
-	FinishedAt time.Time     `json:"finished_at"`
-	Timings    Timings       `json:"timings"`
+	Frames []FrameResult `json:"frames,omitempty"`
+	// Outputs are the files an assemble task wrote, Notes what it could
+	// not make and why (e.g. no MP4 without ffmpeg).
+	Outputs    []OutputFile `json:"outputs,omitempty"`
+	Notes      []string     `json:"notes,omitempty"`
+	StartedAt  time.Time    `json:"started_at"`
+	FinishedAt time.Time    `json:"finished_at"`
+	Timings    Timings      `json:"timings"`
 	// GPUSeconds is device time used (CPU seconds on a CPU node).
 	GPUSeconds float64 `json:"gpu_seconds"`
 	// GPU names the device that rendered (e.g. "NVIDIA H100 80GB HBM3" or "cpu").

@@ -153,6 +153,8 @@ type FrameURL struct {
 type FileList struct {
 	Manifest FrameURL   `json:"manifest"`
 	Frames   []FrameURL `json:"frames"`
+	// Outputs are an animation's assembled files (GIF, MP4).
+	Outputs []FrameURL `json:"outputs,omitempty"`
 	// Expires is when the URLs stop working.
 	Expires time.Time `json:"expires"`
 }
@@ -186,6 +188,17 @@ type Manifest struct {
 	Failed      []FailedFrame   `json:"failed,omitempty"`
 	// Nodes counts frames per node.
 	Nodes map[string]int `json:"nodes"`
+	// Outputs are the files assembled from the frames (an animation's GIF
+	// and MP4); Notes say what was not made and why.
+	Outputs []OutputFile `json:"outputs,omitempty"`
+	Notes   []string     `json:"notes,omitempty"`
+}
+
+// OutputFile is a file a task made besides frames.
+type OutputFile struct {
+	Name  string `json:"name"`
+	Key   string `json:"key"`
+	Bytes int64  `json:"bytes"`
 }
 
 // ManifestFrame is one rendered frame in a manifest.

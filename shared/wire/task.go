@@ -33,7 +33,14 @@ type Task struct {
 	Sampler   string  `json:"sampler"`
 	Schedule  string  `json:"schedule"`
 	ClipSkip  int     `json:"clip_skip,omitempty"`
-	Frames    []Frame `json:"frames"`
+	// Image inputs (input keys in S3) shared by every frame; see JobSpec.
+	InitImage string   `json:"init_image,omitempty"`
+	Mask      string   `json:"mask,omitempty"`
+	Outpaint  *Padding `json:"outpaint,omitempty"`
+	Strength  float64  `json:"strength,omitempty"`
+	Frames    []Frame  `json:"frames"`
+	// Assemble is set on the task of kind TaskKindAssemble, which has no frames.
+	Assemble *Assembly `json:"assemble,omitempty"`
 	// ExcludeNodes lists nodes this task already failed on; such a node
 	// should leave it to others (nak with a delay) unless it has been
 	// delivered many times, so a one-node farm still gets its retries.
@@ -52,6 +59,10 @@ type Frame struct {
 	Seed           int64  `json:"seed"`
 	// Key is the S3 key the frame must be written to.
 	Key string `json:"key"`
+	// CFGScale, when set, replaces the task's (keyframes may set their own).
+	CFGScale *float64 `json:"cfg_scale,omitempty"`
+	// Blend makes the frame an animation in-between (nil on a keyframe).
+	Blend *Blend `json:"blend,omitempty"`
 }
 
 // MsgID is the Nats-Msg-Id of this attempt: the task id for the first, so a
@@ -106,9 +117,13 @@ func ParseTaskID(id string) (job string, first, last int, err error) {
 	return id[:i], first, last, nil
 }
 
-// FrameAt returns frame index of a normalized batch spec: prompt index /
-// images per prompt, seed j = index % images per prompt.
+// FrameAt returns frame index of a normalized, valid spec. In a batch the
+// prompt is index / images per prompt and the seed index % images per
+// prompt; in an animation see animationFrame.
 func (s *JobSpec) FrameAt(job string, index int) Frame {
+	if s.Kind == KindAnimation {
+		return s.animationFrame(job, index)
+	}
 	ipp := s.ImagesPerPrompt
 	return Frame{
 		Index:          index,
@@ -119,8 +134,9 @@ func (s *JobSpec) FrameAt(job string, index int) Frame {
 	}
 }
 
-// Split turns a normalized, valid spec into its tasks, in frame order. The
-// result depends only on job and spec: the same inputs always give the same
+// Split turns a normalized, valid spec into its tasks, in publishing order:
+// frame order for a batch; for an animation, chunks of consecutive frames
+// coarse to fine, then the assemble task. The result depends only on job and spec: the same inputs always give the same
 // tasks with the same ids (PublishedAt and Attempt are left for the
 // publisher). It returns an error only for a spec that fails Validate.
 func Split(job string, s JobSpec) ([]Task, error) {
@@ -142,12 +158,17 @@ func Split(job string, s JobSpec) ([]Task, error) {
 			Class: class, Priority: s.Priority, VRAMBytes: est,
 			Width: s.Width, Height: s.Height, Steps: s.Steps, CFGScale: s.CFGScale,
 			Sampler: s.Sampler, Schedule: s.Schedule, ClipSkip: s.ClipSkip,
+			InitImage: s.InitImage, Mask: s.Mask, Outpaint: s.Outpaint, Strength: s.Strength,
 			Frames: make([]Frame, 0, last-first+1),
 		}
 		for i := first; i <= last; i++ {
 			t.Frames = append(t.Frames, s.FrameAt(job, i))
 		}
 		tasks = append(tasks, t)
+	}
+	if s.Kind == KindAnimation {
+		s.orderCoarseToFine(tasks)
+		tasks = append(tasks, s.assembleTask(job, class))
 	}
 	return tasks, nil
 }

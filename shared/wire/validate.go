@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"unicode/utf8"
 )
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
@@ -16,8 +15,13 @@ func (s *JobSpec) Validate() error {
 	var fe FieldErrors
 	s.validateKind(&fe)
 	s.validateModel(&fe)
-	s.validatePrompts(&fe)
-	s.validateSeeds(&fe)
+	if s.Kind == KindAnimation {
+		s.validateAnimation(&fe)
+	} else {
+		s.validatePrompts(&fe)
+		s.validateSeeds(&fe)
+		s.validateInputs(&fe)
+	}
 	s.validateImage(&fe)
 	s.validateSampling(&fe)
 	s.validateScheduling(&fe)
@@ -37,15 +41,8 @@ func (s *JobSpec) validateKind(fe *FieldErrors) {
 			fe.add("keyframes", "only an animation job has keyframes")
 		}
 	case KindAnimation:
-		fe.add("kind", "animation jobs are not supported by this coordinator yet")
 	default:
-		fe.add("kind", "unknown kind %q (want batch)", s.Kind)
-	}
-	if s.InitImage != "" {
-		fe.add("init_image", "image inputs are not supported yet")
-	}
-	if s.Strength != 0 {
-		fe.add("strength", "image inputs are not supported yet")
+		fe.add("kind", "unknown kind %q (want batch or animation)", s.Kind)
 	}
 	if len(s.Name) > 200 {
 		fe.add("name", "longer than 200 bytes")
@@ -80,20 +77,7 @@ func (s *JobSpec) validatePrompts(fe *FieldErrors) {
 		fe.add("prompts", "at least one prompt is required")
 	}
 	for i, p := range s.Prompts {
-		field := fmt.Sprintf("prompts[%d]", i)
-		switch {
-		case p == "":
-			fe.add(field, "empty prompt")
-		case len(p) > MaxPromptBytes:
-			fe.add(field, "longer than %d bytes", MaxPromptBytes)
-		case !utf8.ValidString(p):
-			fe.add(field, "not valid UTF-8")
-		}
-	}
-	if len(s.NegativePrompt) > MaxPromptBytes {
-		fe.add("negative_prompt", "longer than %d bytes", MaxPromptBytes)
-	} else if !utf8.ValidString(s.NegativePrompt) {
-		fe.add("negative_prompt", "not valid UTF-8")
+		checkPrompt(fe, fmt.Sprintf("prompts[%d]", i), p, true)
 	}
 }
 
@@ -160,9 +144,8 @@ func (s *JobSpec) validateSampling(fe *FieldErrors) {
 	if s.Steps < 1 || s.Steps > MaxSteps {
 		fe.add("steps", "%d outside 1..%d", s.Steps, MaxSteps)
 	}
-	if math.IsNaN(s.CFGScale) || s.CFGScale < 0 || s.CFGScale > MaxCFGScale {
-		fe.add("cfg_scale", "%g outside 0..%d", s.CFGScale, MaxCFGScale)
-	}
+	checkCFG(fe, "cfg_scale", s.CFGScale)
+	checkPrompt(fe, "negative_prompt", s.NegativePrompt, false)
 	switch s.Sampler {
 	case SamplerEuler, SamplerEulerA, SamplerDDIM, SamplerDPMPP2M:
 	default:
@@ -188,13 +171,20 @@ func (s *JobSpec) validateScheduling(fe *FieldErrors) {
 	if r := s.Retries(); r < 0 || r > MaxRetriesLimit {
 		fe.add("max_retries", "%d outside 0..%d", r, MaxRetriesLimit)
 	}
-	if s.ImagesPerPrompt >= 1 && len(s.Prompts) > 0 {
+	if s.Kind == KindBatch && s.ImagesPerPrompt >= 1 && len(s.Prompts) > 0 {
 		if n := int64(len(s.Prompts)) * int64(s.ImagesPerPrompt); n > MaxFrames {
 			fe.add("images_per_prompt", "%d prompts x %d images = %d frames, more than the limit of %d", len(s.Prompts), s.ImagesPerPrompt, n, MaxFrames)
 		}
 	}
 	if b, err := json.Marshal(s); err == nil && len(b) > MaxSpecBytes {
 		fe.add("prompts", "the spec is %d bytes encoded, more than the limit of %d", len(b), MaxSpecBytes)
+	}
+}
+
+// checkCFG adds a problem with guidance scale v of field, if any.
+func checkCFG(fe *FieldErrors, field string, v float64) {
+	if math.IsNaN(v) || v < 0 || v > MaxCFGScale {
+		fe.add(field, "%g outside 0..%d", v, MaxCFGScale)
 	}
 }
 

@@ -1,0 +1,156 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/latentfarm/latentfarm/shared/media"
+	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/minio/minio-go/v7"
+)
+
+// checkAssembly lists what is wrong with an assemble task.
+func checkAssembly(t *wire.Task) []string {
+	a := t.Assemble
+	var problems []string
+	if a.Frames < 1 || a.FPS < 1 {
+		problems = append(problems, fmt.Sprintf("assembly of %d frames at %d fps", a.Frames, a.FPS))
+	}
+	prefix := wire.OutputKey(t.JobID, "")
+	for _, k := range []string{a.GIFKey, a.MP4Key} {
+		if !strings.HasPrefix(k, prefix) || strings.Contains(k[len(prefix):], "/") {
+			problems = append(problems, fmt.Sprintf("output key %q is outside %s", k, prefix))
+		}
+	}
+	return problems
+}
+
+// assemble builds an animation from its job's frames in S3: a GIF always,
+// an MP4 when the task asks for one and this node has ffmpeg. The files go
+// beside the frames under fixed keys, so a task run twice writes the same
+// objects again.
+func (n *Node) assemble(ctx context.Context, task *wire.Task, res *wire.Result) error {
+	a := task.Assemble
+	start := time.Now()
+	frames := make([]image.Image, a.Frames)
+	for i := range frames {
+		img, err := n.readFrame(ctx, wire.FrameKey(task.JobID, i))
+		if err != nil {
+			return err
+		}
+		frames[i] = img
+	}
+	res.Timings.LoadMS = time.Since(start).Milliseconds()
+	encStart := time.Now()
+	var gif bytes.Buffer
+	if err := media.EncodeGIF(&gif, frames, a.FPS); err != nil {
+		return Retryable(wire.CodeRenderFailed, fmt.Errorf("node: %w", err))
+	}
+	if err := n.putOutput(ctx, res, wire.AnimationGIF, a.GIFKey, gif.Bytes(), "image/gif"); err != nil {
+		return err
+	}
+	switch {
+	case !a.MP4:
+		res.Notes = append(res.Notes, "no MP4: no node of the farm had ffmpeg when the frames were done")
+	case n.opts.FFmpeg == "":
+		res.Notes = append(res.Notes, "no MP4: node "+n.opts.ID+" assembled the animation without ffmpeg (no node with ffmpeg took the task)")
+	default:
+		var mp4 bytes.Buffer
+		if err := media.EncodeMP4(ctx, n.opts.FFmpeg, &mp4, frames, a.FPS); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return Retryable(wire.CodeRenderFailed, fmt.Errorf("node: %w", err))
+		}
+		if err := n.putOutput(ctx, res, wire.AnimationMP4, a.MP4Key, mp4.Bytes(), "video/mp4"); err != nil {
+			return err
+		}
+	}
+	d := time.Since(encStart)
+	res.Timings.DenoiseMS = d.Milliseconds()
+	res.GPUSeconds = d.Seconds()
+	return nil
+}
+
+// putOutput uploads an assembled file and records it in res.
+func (n *Node) putOutput(ctx context.Context, res *wire.Result, name, key string, data []byte, ctype string) error {
+	t := time.Now()
+	if err := n.upload(ctx, key, data, ctype); err != nil {
+		return err
+	}
+	res.Timings.UploadMS += time.Since(t).Milliseconds()
+	res.Outputs = append(res.Outputs, wire.OutputFile{Name: name, Key: key, Bytes: int64(len(data))})
+	return nil
+}
+
+// readFrame downloads and decodes one rendered frame.
+func (n *Node) readFrame(ctx context.Context, key string) (image.Image, error) {
+	data, err := n.get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, Retryable(wire.CodeRenderFailed, fmt.Errorf("node: frame %s: %w", key, err))
+	}
+	return img, nil
+}
+
+// input fetches an image input for the engine.
+func (n *Node) input(ctx context.Context, key string) ([]byte, error) {
+	if !wire.ValidInputKey(key) {
+		return nil, Permanent(wire.CodeInvalidTask, fmt.Errorf("node: %q is not an input key", key))
+	}
+	return n.get(ctx, key)
+}
+
+// get reads an object whole. A missing object is a task failure a retry
+// may fix (it may not be visible yet); any other S3 failure returns the
+// task to the queue.
+func (n *Node) get(ctx context.Context, key string) ([]byte, error) {
+	var err error
+	delay := 200 * time.Millisecond
+	for try := 0; try < 4; try++ {
+		if try > 0 {
+			sleepCtx(ctx, delay)
+			delay *= 2
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var data []byte
+		data, err = n.getOnce(ctx, key)
+		if err == nil {
+			return data, nil
+		}
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+			return nil, Retryable(wire.CodeRenderFailed, fmt.Errorf("node: %s is not in the store", key))
+		}
+	}
+	return nil, fmt.Errorf("node: get %s: %w: %w", key, ErrUnavailable, err)
+}
+
+func (n *Node) getOnce(ctx context.Context, key string) ([]byte, error) {
+	gctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	obj, err := n.s3.GetObject(gctx, n.opts.S3.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	data, err := io.ReadAll(io.LimitReader(obj, media.MaxInputBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > media.MaxInputBytes {
+		return nil, errors.New("object larger than an input may be")
+	}
+	return data, nil
+}
