@@ -94,6 +94,9 @@ func taskStatus(t *wire.Task, tr wire.TaskRecord, runningOn string) wire.TaskSta
 		ts.State = wire.TaskRunning
 		ts.Node = runningOn
 	}
+	if t.Assemble != nil && tr.State == wire.TaskQueued && runningOn == "" {
+		ts.Why = "assembles the animation once every frame is done"
+	}
 	if tr.State == wire.TaskRetryWait && tr.NotBefore != nil && tr.Error != nil {
 		ts.Why = fmt.Sprintf("retrying after %s on %s; next attempt from %s", tr.Error.Code, tr.Node, tr.NotBefore.UTC().Format("15:04:05"))
 	}

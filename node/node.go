@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -179,6 +180,11 @@ func (o *Options) validate() error {
 		if d < 0 {
 			problems = append(problems, "durations must not be negative")
 			break
+		}
+	}
+	if o.FFmpeg != "" {
+		if _, err := exec.LookPath(o.FFmpeg); err != nil {
+			problems = append(problems, fmt.Sprintf("ffmpeg %q: %v (give a path, or none to go without)", o.FFmpeg, err))
 		}
 	}
 	if o.LeaseTTL < time.Second {
