@@ -70,7 +70,9 @@ func TestFarmBench(t *testing.T) {
 	defer peak.stop()
 
 	spec := benchSpec(t, frames, fpt)
-	frames = spec.TotalFrames()
+	normal := spec
+	normal.Normalize()
+	frames = normal.TotalFrames()
 
 	self0, kids0 := cpuTime(t)
 	start := time.Now()
@@ -113,9 +115,16 @@ func TestFarmBench(t *testing.T) {
 	idle := f.idleProbes(t, c, probes)
 
 	t.Logf("farm bench: %s of %d frames, %d nodes, %d frames per task (%d tasks), load-test delay %s",
-		spec.Kind, frames, nodes, fpt, final.TasksTotal, delay)
+		normal.Kind, frames, nodes, fpt, final.TasksTotal, delay)
 	if len(m.Outputs) > 0 {
-		t.Logf("RESULT assembled %d outputs %v", len(m.Outputs), m.Outputs)
+		tr := f.taskRecord(t, st.ID, wire.AssembleTaskID(st.ID))
+		if r := tr.Result; r != nil {
+			frameWall := r.StartedAt.Sub(st.CreatedAt)
+			t.Logf("RESULT frames alone %.0f frames/s (submit to the assembly's start: %.2f s); assembly %.2f s (read %d ms, encode %d ms, upload %d ms) on %s",
+				float64(frames)/frameWall.Seconds(), frameWall.Seconds(), r.FinishedAt.Sub(r.StartedAt).Seconds(),
+				r.Timings.LoadMS, r.Timings.DenoiseMS, r.Timings.UploadMS, r.NodeID)
+		}
+		t.Logf("RESULT assembled %v", m.Outputs)
 	}
 	t.Logf("RESULT end-to-end %.0f frames/s (%d frames in %.2f s, submit call %s)",
 		float64(frames)/wall.Seconds(), frames, wall.Seconds(), submitted.Round(time.Millisecond))

@@ -27,14 +27,12 @@ import (
 // submitLocal does what `farm submit` does with a spec naming local image
 // files: read and check them, upload them, submit.
 func submitLocal(ctx context.Context, cli *client.Client, spec wire.JobSpec) (wire.JobStatus, error) {
-	in, err := client.ReadInputs(&spec)
-	if err != nil {
-		return wire.JobStatus{}, err
+	in, fe := spec.ReadLocalInputs()
+	if len(fe) > 0 {
+		return wire.JobStatus{}, fe
 	}
-	if in != nil {
-		if err := in.Upload(ctx, cli, &spec); err != nil {
-			return wire.JobStatus{}, err
-		}
+	if err := cli.UploadInputs(ctx, in, &spec); err != nil {
+		return wire.JobStatus{}, err
 	}
 	return cli.Submit(ctx, spec)
 }
@@ -115,7 +113,7 @@ func TestFarm_ImageInputsFromLocalFiles(t *testing.T) {
 		}{
 			{"truncated png", truncated, "", "truncated"},
 			{"text file named .png", text, "", "not a PNG or JPEG"},
-			{"mask of another size", initPNG, smallMask, "mask is 8x8 but the image is 16x16"},
+			{"mask of another size", initPNG, smallMask, "mask: is 8x8 but the init image is 16x16"},
 		} {
 			spec := img2img
 			spec.InitImage, spec.Mask = tc.initImage, tc.mask

@@ -1,114 +1,323 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/latentfarm/latentfarm/diffusion/backend/cpu"
 	"github.com/latentfarm/latentfarm/diffusion/checkpoint"
 	"github.com/latentfarm/latentfarm/diffusion/pipeline"
+	"github.com/latentfarm/latentfarm/diffusion/scheduler"
+	"github.com/latentfarm/latentfarm/localrender"
+	"github.com/latentfarm/latentfarm/shared/media"
+	"github.com/latentfarm/latentfarm/shared/wire"
 )
 
 func init() {
-	register("render", "render images locally with the engine, no farm needed", runRender)
+	register("render", "render images or a whole job spec locally with the engine, no farm needed", runRender)
+}
+
+// defaultSide is the output size without an init image (SD1.5's).
+const defaultSide = 512
+
+const renderUsage = `usage: farm render --model PATH --prompt TEXT --output FILE.png [flags]
+       farm render --spec JOB.yaml --output DIR [--model PATH | --models DIR]
+
+Renders locally on the CPU, no farm needed. PATH is a diffusers folder or a
+single-file .safetensors checkpoint.
+
+With --prompt it renders one image (--batch N for more seeds), from noise or
+from an image: --init-image alone is img2img, with --mask it is inpainting
+(white is repainted) and with --outpaint the canvas grows by that many pixels
+and the new area is painted. The size then defaults to the image's plus
+--outpaint. An inpainting model (9-channel UNet) conditions on the mask; any
+other model blends the kept area back at every step.
+
+With --spec it renders a whole job spec as farm submit takes it, a batch or an
+animation, to DIR: frames/NNNNNN.png, manifest.json and, for an animation,
+animation.gif and animation.mp4 (when ffmpeg is on PATH). The spec's model is
+looked up as NAME in --models, or --model PATH renders with another model.
+
+Examples:
+  farm render --model models/demo --prompt 'a lighthouse at dusk' --seed 1 --output out.png
+  farm render --model models/demo --prompt 'a castle' --init-image sketch.png --strength 0.6 --output castle.png
+  farm render --model models/sd15-inpaint --prompt 'a red bench' --init-image park.png --mask bench.png --output bench.png
+  farm render --model models/demo --prompt 'a long beach' --init-image beach.png --outpaint 64,0,64,0 --output wide.png
+  farm render --spec animation.yaml --output out --models models
+
+`
+
+// renderFlags are the flags of farm render.
+type renderFlags struct {
+	model, prompt, negative, sampler, schedule, output string
+	config, tokenizer, vae                             string
+	initImage, mask, outpaint                          string
+	spec, models                                       string
+	width, height, steps, batch, clipSkip              int
+	cfg, strength                                      float64
+	seed                                               uint64
+	quiet                                              bool
+}
+
+func (rf *renderFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&rf.model, "model", "", "diffusers model folder or single-file .safetensors checkpoint (required without --spec; with it, replaces the spec's model)")
+	fs.StringVar(&rf.prompt, "prompt", "", "text prompt (required without --spec)")
+	fs.StringVar(&rf.negative, "negative-prompt", "", "negative prompt")
+	fs.IntVar(&rf.width, "width", 0, fmt.Sprintf("image width in pixels, a multiple of 8 (default: the init image's width plus --outpaint, else %d)", defaultSide))
+	fs.IntVar(&rf.height, "height", 0, fmt.Sprintf("image height in pixels, a multiple of 8 (default: the init image's height plus --outpaint, else %d)", defaultSide))
+	fs.IntVar(&rf.steps, "steps", 20, "denoising steps (with an init image, --strength of them run)")
+	fs.Float64Var(&rf.cfg, "cfg-scale", 7.5, "classifier-free guidance scale (1 or less turns guidance off)")
+	fs.StringVar(&rf.sampler, "sampler", "euler_a", "sampler: "+strings.Join(scheduler.Names(), ", "))
+	fs.StringVar(&rf.schedule, "schedule", scheduler.ScheduleDefault, "sigma schedule: "+strings.Join(scheduler.Schedules(), ", "))
+	fs.Uint64Var(&rf.seed, "seed", 0, "seed of the initial noise, as torch.Generator(\"cpu\").manual_seed(seed)")
+	fs.IntVar(&rf.batch, "batch", 1, "number of images; image i uses seed+i")
+	fs.IntVar(&rf.clipSkip, "clip-skip", 0, "skip the last N text encoder layers (diffusers' clip_skip; other tools print N+1)")
+	fs.StringVar(&rf.initImage, "init-image", "", "PNG or JPEG to start from (img2img; with --mask inpainting, with --outpaint outpainting)")
+	fs.StringVar(&rf.mask, "mask", "", "PNG or JPEG mask of the init image, the same size: white is repainted, black kept")
+	fs.StringVar(&rf.outpaint, "outpaint", "", "LEFT,TOP,RIGHT,BOTTOM: grow the init image by these pixels (multiples of 8) and paint the new area")
+	fs.Float64Var(&rf.strength, "strength", 0, fmt.Sprintf("share of the steps re-run over the init image, in (0, 1] (default %g; %g with --mask or --outpaint)",
+		pipeline.DefaultStrengthImg2Img, pipeline.DefaultStrengthInpaint))
+	fs.StringVar(&rf.config, "config", "", "LDM yaml or diffusers folder describing a single-file checkpoint")
+	fs.StringVar(&rf.tokenizer, "tokenizer", "", "tokenizer folder (vocab.json, merges.txt) or bpe_simple_vocab_16e6.txt.gz, for checkpoints without one")
+	fs.StringVar(&rf.vae, "vae", "", "replacement VAE: diffusers vae folder or .safetensors file")
+	fs.StringVar(&rf.output, "output", "", "output PNG file (with --batch N, NAME-SEED.png for each image); with --spec, the output folder (required)")
+	fs.StringVar(&rf.spec, "spec", "", "render this job spec (YAML or JSON, as farm submit takes) instead of one prompt")
+	fs.StringVar(&rf.models, "models", "", "with --spec: folder holding the spec's model as NAME or NAME.safetensors (default ./"+localrender.DefaultModels+")")
+	fs.BoolVar(&rf.quiet, "quiet", false, "print no progress")
+}
+
+func (rf *renderFlags) checkpointOptions() checkpoint.Options {
+	return checkpoint.Options{Config: rf.config, Tokenizer: rf.tokenizer, VAE: rf.vae}
 }
 
 func runRender(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("render", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm render --model PATH --prompt TEXT --output FILE.png [flags]\n\n"+
-			"Renders text-to-image locally on the CPU. PATH is a diffusers folder or a .safetensors checkpoint.\n\n")
+		fmt.Fprint(fs.Output(), renderUsage)
 		fs.PrintDefaults()
 	}
-	var (
-		model    = fs.String("model", "", "diffusers model folder or single-file .safetensors checkpoint (required)")
-		prompt   = fs.String("prompt", "", "text prompt (required)")
-		negative = fs.String("negative-prompt", "", "negative prompt")
-		width    = fs.Int("width", 512, "image width in pixels, a multiple of 8")
-		height   = fs.Int("height", 512, "image height in pixels, a multiple of 8")
-		steps    = fs.Int("steps", 20, "denoising steps")
-		cfg      = fs.Float64("cfg-scale", 7.5, "classifier-free guidance scale (1 or less turns guidance off)")
-		sampler  = fs.String("sampler", "euler_a", "sampler: euler, euler_a, ddim, dpmpp_2m")
-		schedule = fs.String("schedule", "default", "sigma schedule: default, karras, ays")
-		seed     = fs.Uint64("seed", 0, "seed of the initial noise, as torch.Generator(\"cpu\").manual_seed(seed)")
-		batch    = fs.Int("batch", 1, "number of images; image i uses seed+i")
-		clipSkip = fs.Int("clip-skip", 0, "skip the last N text encoder layers (diffusers' clip_skip; other tools print N+1)")
-		config   = fs.String("config", "", "LDM yaml or diffusers folder describing a single-file checkpoint")
-		tokDir   = fs.String("tokenizer", "", "tokenizer folder (vocab.json, merges.txt) or bpe_simple_vocab_16e6.txt.gz, for checkpoints without one")
-		vaePath  = fs.String("vae", "", "replacement VAE: diffusers vae folder or .safetensors file")
-		output   = fs.String("output", "", "output PNG file; with --batch N, NAME-SEED.png for each image (required)")
-		quiet    = fs.Bool("quiet", false, "print no progress")
-	)
+	var rf renderFlags
+	rf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var problems []string
-	if *model == "" {
-		problems = append(problems, "--model is required")
+	if rf.spec != "" {
+		return renderSpec(ctx, fs, &rf)
 	}
-	if *prompt == "" {
-		problems = append(problems, "--prompt is required")
-	}
-	if *output == "" {
-		problems = append(problems, "--output is required")
-	} else if !strings.EqualFold(filepath.Ext(*output), ".png") {
-		problems = append(problems, fmt.Sprintf("--output %q: must end in .png", *output))
-	}
-	if !oneOf(*sampler, "euler", "euler_a", "ddim", "dpmpp_2m") {
-		problems = append(problems, fmt.Sprintf("--sampler %q: want euler, euler_a, ddim or dpmpp_2m", *sampler))
-	}
-	if !oneOf(*schedule, "default", "karras", "ays") {
-		problems = append(problems, fmt.Sprintf("--schedule %q: want default, karras or ays", *schedule))
-	}
-	if *batch < 1 {
-		problems = append(problems, fmt.Sprintf("--batch %d: must be at least 1", *batch))
-	}
-	if fs.NArg() > 0 {
-		problems = append(problems, fmt.Sprintf("unexpected arguments %q", fs.Args()))
-	}
-	req := pipeline.Request{
-		Prompt: *prompt, NegativePrompt: *negative, Width: *width, Height: *height, Steps: *steps,
-		CFGScale: *cfg, Sampler: *sampler, Schedule: *schedule, Seed: *seed, ClipSkip: *clipSkip,
-	}
-	if err := req.Validate(); err != nil {
-		problems = append(problems, strings.TrimPrefix(err.Error(), "pipeline: "))
-	}
+	return renderImages(ctx, fs, &rf)
+}
+
+// renderImages is farm render without --spec: one request, --batch seeds.
+func renderImages(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
+	req, problems := rf.request(fs)
 	if len(problems) > 0 {
 		return usagef("%s", strings.Join(problems, "; "))
+	}
+	if err := rf.readImages(&req); err != nil {
+		return err
+	}
+	if problems := rf.sizeProblems(req); len(problems) > 0 {
+		return usagef("%s", strings.Join(problems, "; "))
+	}
+	if err := req.Validate(); err != nil {
+		return usagef("%s", strings.TrimPrefix(err.Error(), "pipeline: "))
 	}
 
 	b := cpu.New()
 	start := time.Now()
-	m, err := checkpoint.Load(b, *model, checkpoint.Options{Config: *config, Tokenizer: *tokDir, VAE: *vaePath})
+	m, err := checkpoint.Load(b, rf.model, rf.checkpointOptions())
 	if err != nil {
 		return err
 	}
-	if !*quiet {
+	if !rf.quiet {
 		fmt.Fprintf(os.Stderr, "loaded %s (%s, hash %s) in %.1fs\n", m.Name, m.Family, m.Hash, time.Since(start).Seconds())
 	}
 	p := pipeline.New(b, m)
-	for i := 0; i < *batch; i++ {
+	for i := 0; i < rf.batch; i++ {
 		r := req
 		r.Seed = req.Seed + uint64(i)
-		path := *output
-		if *batch > 1 {
-			path = fmt.Sprintf("%s-%d.png", strings.TrimSuffix(*output, filepath.Ext(*output)), r.Seed)
+		path := rf.output
+		if rf.batch > 1 {
+			path = fmt.Sprintf("%s-%d.png", strings.TrimSuffix(rf.output, filepath.Ext(rf.output)), r.Seed)
 		}
-		if err := renderOne(ctx, p, r, path, *quiet); err != nil {
+		if err := renderOne(ctx, p, r, path, rf.quiet); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// request turns the flags into an engine request without its images, and
+// lists every problem the flags have by themselves.
+func (rf *renderFlags) request(fs *flag.FlagSet) (pipeline.Request, []string) {
+	var problems []string
+	if rf.model == "" {
+		problems = append(problems, "--model is required")
+	}
+	if rf.prompt == "" {
+		problems = append(problems, "--prompt is required")
+	}
+	if rf.output == "" {
+		problems = append(problems, "--output is required")
+	} else if !strings.EqualFold(filepath.Ext(rf.output), ".png") {
+		problems = append(problems, fmt.Sprintf("--output %q: must end in .png", rf.output))
+	}
+	if !slices.Contains(scheduler.Names(), rf.sampler) {
+		problems = append(problems, fmt.Sprintf("--sampler %q: want %s", rf.sampler, alternatives(scheduler.Names())))
+	}
+	if !slices.Contains(scheduler.Schedules(), rf.schedule) {
+		problems = append(problems, fmt.Sprintf("--schedule %q: want %s", rf.schedule, alternatives(scheduler.Schedules())))
+	}
+	if rf.batch < 1 {
+		problems = append(problems, fmt.Sprintf("--batch %d: must be at least 1", rf.batch))
+	}
+	if rf.models != "" {
+		problems = append(problems, "--models names a folder of models for --spec; give --model PATH")
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments %q", fs.Args()))
+	}
+	req := pipeline.Request{
+		Prompt: rf.prompt, NegativePrompt: rf.negative, Width: rf.width, Height: rf.height, Steps: rf.steps,
+		CFGScale: rf.cfg, Sampler: rf.sampler, Schedule: rf.schedule, Seed: rf.seed, ClipSkip: rf.clipSkip,
+		Strength: rf.strength,
+	}
+	problems = append(problems, rf.imageProblems(&req)...)
+	// The settings without the images; with an init image the size is
+	// checked against it once it is read.
+	check := req
+	check.Strength, check.Outpaint = 0, pipeline.Padding{}
+	check.Width, check.Height = cmp.Or(check.Width, defaultSide), cmp.Or(check.Height, defaultSide)
+	if rf.initImage == "" {
+		req.Width, req.Height = check.Width, check.Height
+	} else {
+		for _, d := range []struct {
+			name string
+			v    int
+		}{{"--width", rf.width}, {"--height", rf.height}} {
+			if d.v < 0 || d.v%8 != 0 {
+				problems = append(problems, fmt.Sprintf("%s %d: must be a multiple of 8 (or 0 for the init image's size plus --outpaint)", d.name, d.v))
+			}
+		}
+		check.Width, check.Height = defaultSide, defaultSide
+	}
+	if err := check.Validate(); err != nil {
+		problems = append(problems, strings.TrimPrefix(err.Error(), "pipeline: "))
+	}
+	return req, problems
+}
+
+// imageProblems checks the image flags that need no file read, and sets
+// the request's outpainting.
+func (rf *renderFlags) imageProblems(req *pipeline.Request) []string {
+	var problems []string
+	if rf.initImage == "" {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"--mask", rf.mask != ""}, {"--outpaint", rf.outpaint != ""}, {"--strength", rf.strength != 0}} {
+			if f.set {
+				problems = append(problems, f.name+" needs --init-image")
+			}
+		}
+	}
+	if rf.strength < 0 || rf.strength > 1 || rf.strength != rf.strength {
+		problems = append(problems, fmt.Sprintf("--strength %g: must be in (0, 1] (0 or unset: %g, or %g with --mask or --outpaint)",
+			rf.strength, pipeline.DefaultStrengthImg2Img, pipeline.DefaultStrengthInpaint))
+	}
+	if rf.outpaint == "" {
+		return problems
+	}
+	pad, err := wire.ParsePadding(rf.outpaint)
+	if err != nil {
+		return append(problems, "--outpaint: "+strings.TrimPrefix(err.Error(), "wire: outpaint "))
+	}
+	var bad []string
+	for _, side := range []struct {
+		name string
+		v    int
+	}{{"left", pad.Left}, {"top", pad.Top}, {"right", pad.Right}, {"bottom", pad.Bottom}} {
+		switch {
+		case side.v < 0 || side.v > wire.MaxSize:
+			bad = append(bad, fmt.Sprintf("%s %d is outside 0..%d", side.name, side.v, wire.MaxSize))
+		case side.v%8 != 0:
+			bad = append(bad, fmt.Sprintf("%s %d is not a multiple of 8", side.name, side.v))
+		}
+	}
+	if pad == (wire.Padding{}) {
+		bad = append(bad, "it extends no side")
+	}
+	if len(bad) > 0 {
+		return append(problems, fmt.Sprintf("--outpaint %q: %s (LEFT,TOP,RIGHT,BOTTOM in pixels, multiples of 8)", rf.outpaint, strings.Join(bad, ", ")))
+	}
+	req.Outpaint = pipeline.Padding{Left: pad.Left, Top: pad.Top, Right: pad.Right, Bottom: pad.Bottom}
+	return problems
+}
+
+// readImages reads and checks --init-image and --mask into req. Problems
+// with the files are errors (exit 1), not usage errors.
+func (rf *renderFlags) readImages(req *pipeline.Request) error {
+	if rf.initImage == "" {
+		return nil
+	}
+	img, _, err := media.ReadInput(rf.initImage)
+	if err != nil {
+		return fmt.Errorf("--init-image: %w", err)
+	}
+	if img.Width%8 != 0 || img.Height%8 != 0 {
+		return fmt.Errorf("--init-image %s is %dx%d: its sides must be multiples of 8 (crop or resize it)", rf.initImage, img.Width, img.Height)
+	}
+	req.InitImage = img.Image
+	if rf.mask == "" {
+		return nil
+	}
+	mask, _, err := media.ReadInput(rf.mask)
+	if err != nil {
+		return fmt.Errorf("--mask: %w", err)
+	}
+	if err := media.CheckMask(img, mask); err != nil {
+		return fmt.Errorf("--mask %s: %s", rf.mask, strings.TrimPrefix(err.Error(), "media: "))
+	}
+	req.Mask = mask.Image
+	return nil
+}
+
+// sizeProblems lists the ways --width and --height disagree with the size
+// of the output, which the init image and --outpaint set.
+func (rf *renderFlags) sizeProblems(req pipeline.Request) []string {
+	if req.InitImage == nil {
+		return nil
+	}
+	b, p := req.InitImage.Bounds(), req.Outpaint
+	w, h := b.Dx()+p.Left+p.Right, b.Dy()+p.Top+p.Bottom
+	grown := ""
+	if !p.IsZero() {
+		grown = " grown by --outpaint"
+	}
+	var problems []string
+	for _, d := range []struct {
+		name      string
+		flag, out int
+	}{{"--width", rf.width, w}, {"--height", rf.height, h}} {
+		if d.flag != 0 && d.flag != d.out {
+			problems = append(problems, fmt.Sprintf("%s %d: the output is the init image's %dx%d%s, %dx%d (leave out --width and --height)",
+				d.name, d.flag, b.Dx(), b.Dy(), grown, w, h))
+		}
+	}
+	return problems
+}
+
 func renderOne(ctx context.Context, p *pipeline.Pipeline, req pipeline.Request, path string, quiet bool) error {
 	start := time.Now()
-	res, err := p.TextToImage(ctx, req, func(step, total int) {
+	res, err := p.Generate(ctx, req, func(step, total int) {
 		if !quiet {
 			fmt.Fprintf(os.Stderr, "\rseed %d: step %d/%d", req.Seed, step, total)
 		}
@@ -134,11 +343,73 @@ func renderOne(ctx context.Context, p *pipeline.Pipeline, req pipeline.Request, 
 	return nil
 }
 
-func oneOf(s string, options ...string) bool {
-	for _, o := range options {
-		if s == o {
-			return true
+// specFlags are the flags farm render --spec takes; the spec has the rest.
+var specFlags = map[string]bool{"spec": true, "output": true, "model": true, "models": true,
+	"config": true, "tokenizer": true, "vae": true, "quiet": true}
+
+// renderSpec is farm render --spec: a whole job on this machine.
+func renderSpec(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
+	var problems []string
+	fs.Visit(func(f *flag.Flag) {
+		if !specFlags[f.Name] {
+			problems = append(problems, fmt.Sprintf("--%s: not with --spec (set it in the spec)", f.Name))
+		}
+	})
+	if rf.output == "" {
+		problems = append(problems, "--output is required (the folder to write)")
+	}
+	if rf.model != "" && rf.models != "" {
+		problems = append(problems, "give --model PATH or --models DIR, not both")
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments %q", fs.Args()))
+	}
+	if len(problems) > 0 {
+		return usagef("%s", strings.Join(problems, "; "))
+	}
+	o := localrender.Options{Spec: rf.spec, Output: rf.output, Model: rf.model, Models: rf.models,
+		Checkpoint: rf.checkpointOptions()}
+	if !rf.quiet {
+		o.Progress = specProgress(rf.output)
+	}
+	man, err := localrender.Run(ctx, o)
+	for _, n := range man.Notes {
+		fmt.Fprintf(os.Stderr, "note: %s\n", n)
+	}
+	var notFound *localrender.ModelNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return fmt.Errorf("%w: give the folder that holds it with --models DIR, or another model's path with --model PATH", err)
+	case err != nil:
+		if _, ok := wire.AsFieldErrors(err); ok {
+			return fmt.Errorf("%s: %w", rf.spec, submitError(err))
 		}
 	}
-	return false
+	return err
+}
+
+// specProgress prints a local job's progress on stderr.
+func specProgress(dir string) func(localrender.Event) {
+	return func(e localrender.Event) {
+		switch e.Stage {
+		case wire.StageLoading:
+			fmt.Fprintf(os.Stderr, "loaded %s from %s in %.1fs\n", e.Model, e.Path, e.Elapsed.Seconds())
+		case wire.StageStep:
+			fmt.Fprintf(os.Stderr, "\rframe %d: step %d/%d", e.Frame, e.Step, e.Steps)
+		case wire.StageFrame:
+			fmt.Fprintf(os.Stderr, "\rframe %d: wrote %s in %.1fs (%d of %d)\n", e.Frame, filepath.Join(dir, e.Path), e.Elapsed.Seconds(), e.Done, e.Frames)
+		case localrender.StageAssemble:
+			fmt.Fprintf(os.Stderr, "wrote %s in %.1fs\n", filepath.Join(dir, e.Path), e.Elapsed.Seconds())
+		case wire.StageDone:
+			fmt.Fprintf(os.Stderr, "wrote %s: %d of %d frames in %.1fs\n", filepath.Join(dir, e.Path), e.Done, e.Frames, e.Elapsed.Seconds())
+		}
+	}
+}
+
+// alternatives spells a list of choices: "a, b, c or d".
+func alternatives(choices []string) string {
+	if len(choices) < 2 {
+		return strings.Join(choices, "")
+	}
+	return strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
 }

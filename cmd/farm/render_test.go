@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"image"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/latentfarm/latentfarm/diffusion/pipeline"
 	"github.com/latentfarm/latentfarm/internal/testfixtures"
+	"github.com/latentfarm/latentfarm/shared/wire"
 )
 
 // TestRender_ReproducesGoldenImages runs `farm render` as a user would and
@@ -46,22 +51,7 @@ func TestRender_ReproducesGoldenImages(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			img, err := png.Decode(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := testfixtures.Golden(t, tc.golden).Tensor("image_uint8_nhwc")
-			worst := 0
-			for y := 0; y < 16; y++ {
-				for x := 0; x < 16; x++ {
-					r, g, b, _ := img.At(x, y).RGBA()
-					for ch, v := range []uint32{r >> 8, g >> 8, b >> 8} {
-						d := int(v) - int(want[(y*16+x)*3+ch])
-						worst = max(worst, d, -d)
-					}
-				}
-			}
-			if worst > 1 {
+			if worst := goldenLevels(t, f, tc.golden); worst > 1 {
 				t.Errorf("image differs from the golden by up to %d levels, want at most 1", worst)
 			}
 			if _, err := f.Seek(0, 0); err != nil {
@@ -76,6 +66,32 @@ func TestRender_ReproducesGoldenImages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goldenLevels decodes a PNG and returns the largest difference, in 8-bit
+// levels, from the golden's image_uint8_nhwc.
+func goldenLevels(t *testing.T, r io.Reader, golden string) int {
+	t.Helper()
+	img, err := png.Decode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, shape := testfixtures.Golden(t, golden).Tensor("image_uint8_nhwc")
+	h, w := shape[1], shape[2]
+	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
+		t.Fatalf("image is %dx%d, the golden %dx%d", b.Dx(), b.Dy(), w, h)
+	}
+	worst := 0
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			for ch, v := range []uint32{r >> 8, g >> 8, b >> 8} {
+				d := int(v) - int(want[(y*w+x)*3+ch])
+				worst = max(worst, d, -d)
+			}
+		}
+	}
+	return worst
 }
 
 func TestRender_BadFlags(t *testing.T) {
@@ -117,5 +133,195 @@ func TestRender_PickleRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("an image was written for a refused checkpoint")
+	}
+}
+
+// TestRender_ImageModesReproduceGoldens runs img2img and inpainting from the
+// command line: given the seed and the settings of the reference run (and
+// no size: it comes from the init image), the CLI reproduces its 8-bit image.
+func TestRender_ImageModesReproduceGoldens(t *testing.T) {
+	fix := testfixtures.Dir(t)
+	img2img := []string{"--model", filepath.Join(fix, "model"), "--prompt", "a fantasy landscape, trending on artstation",
+		"--init-image", filepath.Join(fix, "golden", "img2img_init_image.png"), "--strength", "0.6", "--seed", "1634"}
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"img2img_euler", append([]string{"--sampler", "euler"}, img2img...)},
+		{"img2img_ddim", append([]string{"--sampler", "ddim"}, img2img...)},
+		{"inpaint_euler", []string{"--model", filepath.Join(fix, "model-inpaint"), "--prompt", "a red park bench under a tree",
+			"--init-image", filepath.Join(fix, "golden", "inpaint_image.png"), "--mask", filepath.Join(fix, "golden", "inpaint_mask.png"),
+			"--sampler", "euler", "--seed", "1734"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "x.png")
+			args := append([]string{"render", "--negative-prompt", "", "--steps", "10", "--cfg-scale", "7.5",
+				"--output", out, "--quiet"}, tc.args...)
+			if code := run(args); code != 0 {
+				t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
+			}
+			f, err := os.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			worst := goldenLevels(t, f, tc.golden)
+			t.Logf("%s: worst difference %d levels", tc.golden, worst)
+			if worst > 1 {
+				t.Errorf("image differs from the golden by up to %d levels, want at most 1", worst)
+			}
+		})
+	}
+}
+
+// TestRender_Outpaint checks that the output size defaults to the init
+// image's plus the padding.
+func TestRender_Outpaint(t *testing.T) {
+	fix := testfixtures.Dir(t)
+	out := filepath.Join(t.TempDir(), "wide.png")
+	args := []string{"render", "--model", filepath.Join(fix, "model"), "--prompt", "a wide landscape", "--steps", "2",
+		"--init-image", filepath.Join(fix, "golden", "img2img_init_image.png"), "--outpaint", "8,0,16,8", "--output", out, "--quiet"}
+	if code := run(args); code != 0 {
+		t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Width != 40 || cfg.Height != 24 {
+		t.Errorf("image is %dx%d, want 16x16 grown by 8,0,16,8: 40x24", cfg.Width, cfg.Height)
+	}
+}
+
+// TestRender_BadImageInputs checks that bad image inputs stop farm render
+// before it loads a model, with a message that says what is wrong: a file
+// that cannot be used exits 1, flags that cannot be used exit 2.
+func TestRender_BadImageInputs(t *testing.T) {
+	fix := testfixtures.Dir(t)
+	dir := t.TempDir()
+	good := filepath.Join(fix, "golden", "img2img_init_image.png")
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated, text, small, odd := filepath.Join(dir, "cut.png"), filepath.Join(dir, "notes.png"), filepath.Join(dir, "small.png"), filepath.Join(dir, "odd.png")
+	writeFiles(t, map[string][]byte{truncated: data[:len(data)/2], text: []byte("this is not an image\n")})
+	writeGray(t, small, 8, 8)
+	writeGray(t, odd, 12, 16)
+	out := filepath.Join(dir, "x.png")
+	base := []string{"--model", filepath.Join(fix, "model"), "--prompt", "x", "--output", out, "--quiet"}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--init-image", truncated}, 1, "--init-image: media: " + truncated + ": truncated or corrupt PNG: unexpected EOF"},
+		{[]string{"--init-image", text}, 1, "--init-image: media: " + text + `: not a PNG or JPEG image (starts with "this is n...")`},
+		{[]string{"--init-image", good, "--mask", small}, 1, "--mask " + small + ": mask is 8x8 but the image is 16x16; a mask must have the image's size"},
+		{[]string{"--init-image", odd}, 1, "--init-image " + odd + " is 12x16: its sides must be multiples of 8"},
+		{[]string{"--init-image", filepath.Join(dir, "missing.png")}, 1, "--init-image: media: open " + filepath.Join(dir, "missing.png") + ": no such file or directory"},
+		{[]string{"--init-image", good, "--outpaint", "5,0,0,0"}, 2, `--outpaint "5,0,0,0": left 5 is not a multiple of 8`},
+		{[]string{"--init-image", good, "--outpaint", "8,8"}, 2, `--outpaint: "8,8": want LEFT,TOP,RIGHT,BOTTOM in pixels`},
+		{[]string{"--init-image", good, "--outpaint", "0,0,0,0"}, 2, "it extends no side"},
+		{[]string{"--mask", small, "--strength", "0.5"}, 2, "--mask needs --init-image; --strength needs --init-image"},
+		{[]string{"--init-image", good, "--strength", "1.5"}, 2, "--strength 1.5: must be in (0, 1]"},
+		{[]string{"--init-image", good, "--width", "20"}, 2, "--width 20: must be a multiple of 8 (or 0 for the init image's size plus --outpaint)"},
+		{[]string{"--init-image", good, "--width", "24"}, 2, "--width 24: the output is the init image's 16x16, 16x16 (leave out --width and --height)"},
+		{[]string{"--init-image", good, "--outpaint", "8,0,8,0", "--width", "32", "--height", "8"}, 2,
+			"--height 8: the output is the init image's 16x16 grown by --outpaint, 32x16"},
+	} {
+		args := append(append([]string{}, base...), tc.args...)
+		err := runRender(context.Background(), args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("farm render %s: error %v, want one containing %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+		if code := run(append([]string{"render"}, args...)); code != tc.code {
+			t.Errorf("farm render %s: exit code %d, want %d", strings.Join(tc.args, " "), code, tc.code)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("farm render %s wrote an image", strings.Join(tc.args, " "))
+		}
+	}
+}
+
+func writeFiles(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	for p, data := range files {
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// writeGray writes a black w x h PNG.
+func writeGray(t *testing.T, path string, w, h int) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, w, h))); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, map[string][]byte{path: buf.Bytes()})
+}
+
+// TestRender_Spec renders a job spec from the command line: frames and
+// manifest in the output folder, the model found by name in --models.
+func TestRender_Spec(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "job.yaml")
+	writeFiles(t, map[string][]byte{spec: []byte("model: model\nprompts: [a lighthouse]\nseeds: {start: 5, count: 2}\nwidth: 16\nheight: 16\nsteps: 2\n")})
+	out := filepath.Join(dir, "out")
+	if code := run([]string{"render", "--spec", spec, "--output", out, "--models", testfixtures.Dir(t), "--quiet"}); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man wire.Manifest
+	if err := json.Unmarshal(data, &man); err != nil {
+		t.Fatal(err)
+	}
+	if man.State != wire.JobDone || len(man.Frames) != 2 || man.Frames[1].Seed != 6 {
+		t.Errorf("manifest: state %s, frames %+v; want done, seeds 5 and 6", man.State, man.Frames)
+	}
+	for _, f := range []string{"frames/000000.png", "frames/000001.png"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestRender_SpecBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	bad, good := filepath.Join(dir, "bad.yaml"), filepath.Join(dir, "good.yaml")
+	writeFiles(t, map[string][]byte{bad: []byte("model: model\nprompts: [a]\nwidth: 20\nsteps: 900\n"),
+		good: []byte("model: sd15\nprompts: [a]\n")})
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--spec", bad}, 2, "--output is required (the folder to write)"},
+		{[]string{"--spec", bad, "--output", dir, "--prompt", "x", "--seed", "3"}, 2, "--prompt: not with --spec (set it in the spec); --seed: not with --spec"},
+		{[]string{"--spec", bad, "--output", dir, "--model", "m", "--models", "d"}, 2, "give --model PATH or --models DIR, not both"},
+		{[]string{"--model", "m", "--prompt", "x", "--output", "x.png", "--models", "d"}, 2, "--models names a folder of models for --spec"},
+		{[]string{"--spec", bad, "--output", dir, "--models", testfixtures.Dir(t)}, 1,
+			bad + ": the job was refused (2 problems):\n  width: 20 is not a multiple of 8\n  steps: 900 outside 1..150"},
+		{[]string{"--spec", filepath.Join(dir, "missing.yaml"), "--output", dir}, 1, "no such file or directory"},
+		{[]string{"--spec", good, "--output", dir, "--models", dir}, 1, `model "sd15" is not in ` + dir +
+			" (as a folder sd15 or a file sd15.safetensors): give the folder that holds it with --models DIR, or another model's path with --model PATH"},
+	} {
+		err := runRender(context.Background(), tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("farm render %s: error %v, want one containing %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+		if code := run(append([]string{"render", "--quiet"}, tc.args...)); code != tc.code {
+			t.Errorf("farm render %s: exit code %d, want %d", strings.Join(tc.args, " "), code, tc.code)
+		}
 	}
 }

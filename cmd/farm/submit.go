@@ -184,18 +184,16 @@ func runSubmit(ctx context.Context, args []string) error {
 	if err := sf.apply(fs, &spec); err != nil {
 		return err
 	}
-	inputs, err := client.ReadInputs(&spec)
-	if err != nil {
-		return submitError(err)
+	inputs, fe := spec.ReadLocalInputs()
+	if len(fe) > 0 {
+		return submitError(fe)
 	}
 	cli, err := cf.client()
 	if err != nil {
 		return err
 	}
-	if inputs != nil {
-		if err := inputs.Upload(ctx, cli, &spec); err != nil {
-			return err
-		}
+	if err := cli.UploadInputs(ctx, inputs, &spec); err != nil {
+		return err
 	}
 	j, err := cli.Submit(ctx, spec)
 	if err != nil {
