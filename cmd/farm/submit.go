@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/latentfarm/latentfarm/client"
+	"github.com/latentfarm/latentfarm/diffusion/scheduler"
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
 
@@ -51,8 +52,8 @@ func (sf *submitFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&sf.height, "height", 0, "image height (default 512)")
 	fs.IntVar(&sf.steps, "steps", 0, "denoising steps (default 20)")
 	fs.Float64Var(&sf.cfg, "cfg", 0, "classifier-free guidance scale (default 7.5)")
-	fs.StringVar(&sf.sampler, "sampler", "", "euler (default), euler_a, ddim or dpmpp_2m")
-	fs.StringVar(&sf.schedule, "schedule", "", "default, karras or ays")
+	fs.StringVar(&sf.sampler, "sampler", "", "sampler: "+strings.Join(scheduler.Names(), ", ")+" (default "+wire.SamplerEuler+")")
+	fs.StringVar(&sf.schedule, "schedule", "", "sigma schedule: "+strings.Join(scheduler.Schedules(), ", "))
 	fs.IntVar(&sf.clipSkip, "clip-skip", 0, "text encoder layers to skip from the end")
 	fs.StringVar(&sf.priority, "priority", "", "high, normal (default) or low")
 	fs.IntVar(&sf.framesPerTask, "frames-per-task", 0, "frames per task (default 4)")

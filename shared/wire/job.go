@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/latentfarm/latentfarm/diffusion/scheduler"
 	"gopkg.in/yaml.v3"
 )
 
@@ -19,15 +20,15 @@ const (
 	KindAnimation = "animation" // keyframes and in-between frames, assembled into a GIF and MP4
 )
 
-// Sampler names.
+// Sampler and schedule names: the engine's scheduler package owns the list.
 const (
-	SamplerEuler    = "euler"
-	SamplerEulerA   = "euler_a"
-	SamplerDDIM     = "ddim"
-	SamplerDPMPP2M  = "dpmpp_2m"
-	ScheduleDefault = "default"
-	ScheduleKarras  = "karras"
-	ScheduleAYS     = "ays"
+	SamplerEuler    = scheduler.NameEuler
+	SamplerEulerA   = scheduler.NameEulerA
+	SamplerDDIM     = scheduler.NameDDIM
+	SamplerDPMPP2M  = scheduler.NameDPMPP2M
+	ScheduleDefault = scheduler.ScheduleDefault
+	ScheduleKarras  = scheduler.ScheduleKarras
+	ScheduleAYS     = scheduler.ScheduleAYS
 )
 
 // Defaults and limits of a job spec.

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
+
+	"github.com/latentfarm/latentfarm/diffusion/scheduler"
 )
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
@@ -146,15 +150,11 @@ func (s *JobSpec) validateSampling(fe *FieldErrors) {
 	}
 	checkCFG(fe, "cfg_scale", s.CFGScale)
 	checkPrompt(fe, "negative_prompt", s.NegativePrompt, false)
-	switch s.Sampler {
-	case SamplerEuler, SamplerEulerA, SamplerDDIM, SamplerDPMPP2M:
-	default:
-		fe.add("sampler", "unknown sampler %q (want euler, euler_a, ddim or dpmpp_2m)", s.Sampler)
+	if !slices.Contains(scheduler.Names(), s.Sampler) {
+		fe.add("sampler", "unknown sampler %q (want one of %s)", s.Sampler, strings.Join(scheduler.Names(), ", "))
 	}
-	switch s.Schedule {
-	case ScheduleDefault, ScheduleKarras, ScheduleAYS:
-	default:
-		fe.add("schedule", "unknown schedule %q (want default, karras or ays)", s.Schedule)
+	if !slices.Contains(scheduler.Schedules(), s.Schedule) {
+		fe.add("schedule", "unknown schedule %q (want one of %s)", s.Schedule, strings.Join(scheduler.Schedules(), ", "))
 	}
 	if s.ClipSkip < 0 || s.ClipSkip > MaxClipSkip {
 		fe.add("clip_skip", "%d outside 0..%d", s.ClipSkip, MaxClipSkip)
