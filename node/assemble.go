@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/latentfarm/latentfarm/shared/media"
@@ -39,13 +40,9 @@ func checkAssembly(t *wire.Task) []string {
 func (n *Node) assemble(ctx context.Context, task *wire.Task, res *wire.Result) error {
 	a := task.Assemble
 	start := time.Now()
-	frames := make([]image.Image, a.Frames)
-	for i := range frames {
-		img, err := n.readFrame(ctx, wire.FrameKey(task.JobID, i))
-		if err != nil {
-			return err
-		}
-		frames[i] = img
+	frames, err := n.readFrames(ctx, task.JobID, a.Frames)
+	if err != nil {
+		return err
 	}
 	res.Timings.LoadMS = time.Since(start).Milliseconds()
 	encStart := time.Now()
@@ -88,6 +85,46 @@ func (n *Node) putOutput(ctx context.Context, res *wire.Result, name, key string
 	res.Timings.UploadMS += time.Since(t).Milliseconds()
 	res.Outputs = append(res.Outputs, wire.OutputFile{Name: name, Key: key, Bytes: int64(len(data))})
 	return nil
+}
+
+// frameReaders is how many frames an assembly downloads at once.
+const frameReaders = 8
+
+// readFrames downloads and decodes frames 0..n-1 of job, several at a time.
+func (n *Node) readFrames(ctx context.Context, job string, count int) ([]image.Image, error) {
+	frames := make([]image.Image, count)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range frameReaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				img, err := n.readFrame(ctx, wire.FrameKey(job, i))
+				if err != nil {
+					cancel(err)
+					continue
+				}
+				frames[i] = img
+			}
+		}()
+	}
+feed:
+	for i := range frames {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return frames, nil
 }
 
 // readFrame downloads and decodes one rendered frame.
