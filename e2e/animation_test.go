@@ -73,14 +73,7 @@ func TestFarm_AnimationOn3Nodes(t *testing.T) {
 	if st.FramesTotal != 48 || st.TasksTotal != 13 {
 		t.Fatalf("accepted with %d frames in %d tasks, want 48 in 12 chunks and the assembly", st.FramesTotal, st.TasksTotal)
 	}
-	var victim string
-	f.waitNode(t, "doomed", func(e *wire.NodeInfo) bool {
-		if e != nil && e.CurrentTask != "" {
-			victim = e.CurrentTask
-			return true
-		}
-		return false
-	})
+	victim := f.currentTask(t, "doomed")
 	time.Sleep(300 * time.Millisecond)
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

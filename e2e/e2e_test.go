@@ -64,14 +64,7 @@ func TestFarm_SIGKILLedNodeLosesNoFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var victim string
-	f.waitNode(t, "doomed", func(e *wire.NodeInfo) bool {
-		if e != nil && e.CurrentTask != "" {
-			victim = e.CurrentTask
-			return true
-		}
-		return false
-	})
+	victim := f.currentTask(t, "doomed")
 	time.Sleep(delay / 2) // mid-task, well before its 1.6 s are up
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -199,6 +199,20 @@ func (f *farm) waitNode(t testing.TB, id string, cond func(*wire.NodeInfo) bool)
 	farmtest.Eventually(t, 15*time.Second, func() bool { return cond(f.entry(t, id)) })
 }
 
+// currentTask waits until node id reports rendering a task and returns it.
+func (f *farm) currentTask(t testing.TB, id string) string {
+	t.Helper()
+	var task string
+	f.waitNode(t, id, func(e *wire.NodeInfo) bool {
+		if e != nil && e.CurrentTask != "" {
+			task = e.CurrentTask
+			return true
+		}
+		return false
+	})
+	return task
+}
+
 // taskRecord reads a task's record from etcd.
 func (f *farm) taskRecord(t testing.TB, job, task string) wire.TaskRecord {
 	t.Helper()

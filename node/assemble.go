@@ -152,24 +152,21 @@ func (n *Node) input(ctx context.Context, key string) ([]byte, error) {
 // may fix (it may not be visible yet); any other S3 failure returns the
 // task to the queue.
 func (n *Node) get(ctx context.Context, key string) ([]byte, error) {
-	var err error
-	delay := 200 * time.Millisecond
-	for try := 0; try < 4; try++ {
-		if try > 0 {
-			sleepCtx(ctx, delay)
-			delay *= 2
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		var data []byte
+	var data []byte
+	missing := false
+	err := s3Retries(ctx, func() (bool, error) {
+		var err error
 		data, err = n.getOnce(ctx, key)
-		if err == nil {
-			return data, nil
-		}
-		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
-			return nil, Retryable(wire.CodeRenderFailed, fmt.Errorf("node: %s is not in the store", key))
-		}
+		missing = err != nil && minio.ToErrorResponse(err).Code == "NoSuchKey"
+		return missing, err
+	})
+	switch {
+	case err == nil:
+		return data, nil
+	case missing:
+		return nil, Retryable(wire.CodeRenderFailed, fmt.Errorf("node: %s is not in the store", key))
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	}
 	return nil, fmt.Errorf("node: get %s: %w: %w", key, ErrUnavailable, err)
 }

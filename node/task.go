@@ -260,6 +260,23 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 // times. Overwriting is fine: a redelivered task writes the same bytes to
 // the same key.
 func (n *Node) upload(ctx context.Context, key string, data []byte, ctype string) error {
+	err := s3Retries(ctx, func() (bool, error) {
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err := n.s3.PutObject(uctx, n.opts.S3.Bucket, key, bytes.NewReader(data), int64(len(data)),
+			minio.PutObjectOptions{ContentType: ctype})
+		return false, err
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("node: upload %s: %w: %w", key, ErrUnavailable, err)
+	}
+	return err
+}
+
+// s3Retries runs op up to four times, 200, 400 and 800 ms apart, until it
+// succeeds, says to stop (its error is then final) or ctx ends (ctx's
+// error). It returns op's last error.
+func s3Retries(ctx context.Context, op func() (stop bool, err error)) error {
 	var err error
 	delay := 200 * time.Millisecond
 	for try := 0; try < 4; try++ {
@@ -270,15 +287,12 @@ func (n *Node) upload(ctx context.Context, key string, data []byte, ctype string
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err = n.s3.PutObject(uctx, n.opts.S3.Bucket, key, bytes.NewReader(data), int64(len(data)),
-			minio.PutObjectOptions{ContentType: ctype})
-		cancel()
-		if err == nil {
-			return nil
+		var stop bool
+		if stop, err = op(); err == nil || stop {
+			return err
 		}
 	}
-	return fmt.Errorf("node: upload %s: %w: %w", key, ErrUnavailable, err)
+	return err
 }
 
 // succeed publishes the result, then acks.

@@ -17,15 +17,7 @@ import (
 // generator, in order: the VAE posterior sample of the init image, the
 // noise added to it, then any ancestral step noise.
 func (p *Pipeline) imageToImage(ctx context.Context, req Request, progress Progress) (*backend.Tensor, error) {
-	r, err := p.newRun(req)
-	if err != nil {
-		return nil, err
-	}
-	start, adder, err := strengthStart(r)
-	if err != nil {
-		return nil, err
-	}
-	cond, err := p.textConditioning(r)
+	r, start, adder, cond, err := p.imageRun(req)
 	if err != nil {
 		return nil, err
 	}
@@ -33,6 +25,21 @@ func (p *Pipeline) imageToImage(ctx context.Context, req Request, progress Progr
 	init := p.encodeSample(img, r)
 	latents := adder.AddNoise(p.b, init, p.randn(r), start)
 	return p.denoise(ctx, p.loop(r, cond, nil), latents, start, progress)
+}
+
+// imageRun sets up a run that starts from an image: the run, the first
+// step strength keeps, the sampler's add_noise and the text conditioning.
+func (p *Pipeline) imageRun(req Request) (r *run, start int, adder scheduler.NoiseAdder, cond *backend.Tensor, err error) {
+	if r, err = p.newRun(req); err != nil {
+		return nil, 0, nil, nil, err
+	}
+	if start, adder, err = strengthStart(r); err != nil {
+		return nil, 0, nil, nil, err
+	}
+	if cond, err = p.textConditioning(r); err != nil {
+		return nil, 0, nil, nil, err
+	}
+	return r, start, adder, cond, nil
 }
 
 // strengthStart returns the first step strength keeps (diffusers'

@@ -17,15 +17,7 @@ import (
 // after every step. Without a mask (img2img on an inpainting model) the
 // whole image is masked.
 func (p *Pipeline) inpaint(ctx context.Context, req Request, progress Progress) (*backend.Tensor, error) {
-	r, err := p.newRun(req)
-	if err != nil {
-		return nil, err
-	}
-	start, adder, err := strengthStart(r)
-	if err != nil {
-		return nil, err
-	}
-	cond, err := p.textConditioning(r)
+	r, start, adder, cond, err := p.imageRun(req)
 	if err != nil {
 		return nil, err
 	}
