@@ -65,7 +65,7 @@ func TestFarm_AnimationOn3Nodes(t *testing.T) {
 		}
 		f.startNode(t, o)
 	}
-	spec := animationSpec(t, 25) // about 0.3 s a frame here: a chunk of 4 outlives the kill below
+	spec := animationSpec(t, 40) // about 0.3 s a frame: a chunk of 4 outlives the kill below
 	st, err := c.cli.Submit(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
