@@ -189,6 +189,14 @@ func runSubmit(ctx context.Context, args []string) error {
 	if len(fe) > 0 {
 		return submitError(fe)
 	}
+	if inputs != nil {
+		// Nothing is uploaded for a job the coordinator would refuse.
+		check := spec
+		check.Normalize()
+		if err := check.Validate(); err != nil {
+			return submitError(err)
+		}
+	}
 	cli, err := cf.client()
 	if err != nil {
 		return err
