@@ -31,8 +31,9 @@ const maxBody = 2 * wire.MaxSpecBytes
 //	PUT  /v1/inputs/{sha256}          store an image input  -> InputRef
 //	GET  /v1/nodes                    node entries          -> NodeList
 //	GET  /healthz                     leadership
+//	GET  /livez, /readyz, /metrics    liveness, readiness (NATS, etcd, S3, leader), Prometheus
 //
-// Every path needs "Authorization: Bearer <token>".
+// Every path but the last three needs "Authorization: Bearer <token>".
 func (c *Coordinator) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", c.leaderOnly(c.handleSubmit))
@@ -50,7 +51,7 @@ func (c *Coordinator) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, wire.CodeNotFound, "no such path: "+r.Method+" "+r.URL.Path, nil)
 	})
-	return c.auth(mux)
+	return c.public(c.auth(mux))
 }
 
 // auth refuses every request without the bearer token.

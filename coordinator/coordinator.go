@@ -42,6 +42,7 @@ type Coordinator struct {
 	jobs      map[string]*job
 	failures  map[string]map[string][]time.Time // node -> failure kind -> times
 	wake      chan struct{}                     // nudges the publisher
+	metrics   *Metrics
 }
 
 // New checks opts and returns a Coordinator; it connects to nothing.
@@ -50,13 +51,16 @@ func New(opts Options) (*Coordinator, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Coordinator{
-		opts:  opts,
-		log:   opts.Logger.Named("coordinator").With("coordinator_id", opts.ID),
-		ready: make(chan struct{}),
-		jobs:  map[string]*job{},
-		wake:  make(chan struct{}, 1),
-	}, nil
+	c := &Coordinator{
+		opts:    opts,
+		log:     opts.Logger.Named("coordinator").With("coordinator_id", opts.ID),
+		ready:   make(chan struct{}),
+		jobs:    map[string]*job{},
+		wake:    make(chan struct{}, 1),
+		metrics: NewMetrics(),
+	}
+	c.metrics.c = c
+	return c, nil
 }
 
 // Ready is closed once the API listens.

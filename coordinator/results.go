@@ -120,6 +120,7 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 			r.Error = &wire.Error{Code: wire.CodeInvalidTask, Message: "node reported a bad result: " + err.Error()}
 			r.Retryable = ptr(true)
 		} else {
+			c.metrics.result(t, r, false)
 			if tr.State == wire.TaskRetryWait {
 				j.retryWaiting--
 			}
@@ -145,6 +146,7 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 	excl := c.noteFailure(r.NodeID, t.FailureKind(), r.Error)
 	current := r.Attempt >= tr.Attempt
 	giveUp := !r.CanRetry() || tr.Failures > j.rec.Spec.Retries() || len(tr.FailedNodes) >= c.opts.MaxNodeFailures
+	c.metrics.result(t, r, giveUp)
 	switch {
 	case giveUp:
 		if tr.State == wire.TaskRetryWait {

@@ -32,6 +32,10 @@ type NATSOptions struct {
 	Password string
 	// ServerName names the server; keep it stable across restarts.
 	ServerName string
+	// Monitor, when set, is the host:port of NATS's HTTP monitoring
+	// endpoint (/varz, /jsz: what KEDA's JetStream scaler reads); port 0
+	// picks a free one (see MonitorURL).
+	Monitor string
 	// MaxPayload caps one message in bytes; 0 keeps the server default (1 MiB).
 	MaxPayload int32
 	// Logger receives the server's log; nil means silent.
@@ -94,6 +98,17 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		return nil, fmt.Errorf("%w: hash password: %w", ErrNATS, err)
 	}
 	so.Password = string(hash)
+	if opts.Monitor != "" {
+		host, portStr, err := net.SplitHostPort(opts.Monitor)
+		mport, perr := strconv.Atoi(portStr)
+		if err != nil || perr != nil || mport < 0 || mport > 65535 {
+			return nil, fmt.Errorf("%w: monitor address %q: want host:port", ErrNATS, opts.Monitor)
+		}
+		if mport == 0 {
+			mport = natsserver.RANDOM_PORT
+		}
+		so.HTTPHost, so.HTTPPort = host, mport
+	}
 	srv, err := natsserver.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNATS, err)
@@ -135,6 +150,15 @@ func (n *NATS) Port() int { return n.srv.Addr().(*net.TCPAddr).Port }
 
 // User is the user name clients must present.
 func (n *NATS) User() string { return n.user }
+
+// MonitorURL is the base URL of the monitoring endpoint ("" when off).
+func (n *NATS) MonitorURL() string {
+	addr := n.srv.MonitorAddr()
+	if addr == nil {
+		return ""
+	}
+	return "http://" + addr.String()
+}
 
 // Password is the password clients must present.
 func (n *NATS) Password() string { return n.password }

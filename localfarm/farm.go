@@ -119,6 +119,7 @@ func (f *Farm) startInfra(ctx context.Context) error {
 	if f.nats, err = embedded.StartNATS(embedded.NATSOptions{
 		Host: o.Listen, Port: o.NATSPort, StoreDir: f.path("nats"), ServerName: "farm",
 		User: creds.NATSUser, Password: creds.NATSPassword, Logger: o.Logger.Named("nats"),
+		Monitor: monitorAddr(o.NATSMonitor),
 	}); err != nil {
 		return fmt.Errorf("localfarm: %w", err)
 	}
@@ -215,3 +216,20 @@ func port(s string) string {
 
 // errStopped reports a part that stopped while the farm should run.
 var errStopped = errors.New("localfarm: stopped unexpectedly")
+
+// monitorAddr is the NATS monitoring address of a setting ("" when off).
+func monitorAddr(setting string) string {
+	if setting == NATSMonitorOff {
+		return ""
+	}
+	return setting
+}
+
+// NATSMonitorURL is the base URL of NATS's monitoring endpoint ("" when
+// off or before the farm runs).
+func (f *Farm) NATSMonitorURL() string {
+	if f.nats == nil {
+		return ""
+	}
+	return f.nats.MonitorURL()
+}

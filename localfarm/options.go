@@ -24,6 +24,11 @@ const (
 	DefaultEtcdPort     = 2379
 	DefaultEtcdPeerPort = 2380
 	DefaultS3Port       = 7070
+	// DefaultNATSMonitor is NATS's monitoring endpoint (what KEDA's
+	// JetStream scaler reads): loopback unless asked otherwise.
+	DefaultNATSMonitor = "127.0.0.1:8222"
+	// NATSMonitorOff as Options.NATSMonitor turns the endpoint off.
+	NATSMonitorOff = "off"
 	// DefaultBucket holds frames, manifests and the model store.
 	DefaultBucket = "farm"
 )
@@ -50,6 +55,10 @@ type Options struct {
 	Advertise string
 	// Ports; 0 takes the default port, or a free one with RandomPorts.
 	APIPort, NATSPort, EtcdPort, EtcdPeerPort, S3Port int
+	// NATSMonitor is host:port of NATS's monitoring endpoint (default
+	// DefaultNATSMonitor, or a free loopback port with RandomPorts;
+	// NATSMonitorOff turns it off).
+	NATSMonitor string
 	// RandomPorts picks free ports for every port left at 0 (tests).
 	RandomPorts bool
 	// Bucket is the S3 bucket of the farm (default "farm").
@@ -95,6 +104,12 @@ func (o *Options) fill() error {
 	fixed(&o.EtcdPort, DefaultEtcdPort)
 	fixed(&o.EtcdPeerPort, DefaultEtcdPeerPort)
 	fixed(&o.S3Port, DefaultS3Port)
+	if o.NATSMonitor == "" {
+		o.NATSMonitor = DefaultNATSMonitor
+		if o.RandomPorts {
+			o.NATSMonitor = "127.0.0.1:0"
+		}
+	}
 	if o.Bucket == "" {
 		o.Bucket = DefaultBucket
 	}
@@ -129,6 +144,11 @@ func (o *Options) validate() error {
 		"etcd port": o.EtcdPort, "etcd peer port": o.EtcdPeerPort, "s3 port": o.S3Port} {
 		if p < 0 || p > 65535 {
 			errs = append(errs, fmt.Errorf("%s: %d out of range", name, p))
+		}
+	}
+	if o.NATSMonitor != NATSMonitorOff {
+		if _, _, err := net.SplitHostPort(o.NATSMonitor); err != nil {
+			errs = append(errs, fmt.Errorf("nats monitor: %q: want host:port or %s", o.NATSMonitor, NATSMonitorOff))
 		}
 	}
 	if o.Renderer != RendererEngine && o.Renderer != RendererLoadTest {

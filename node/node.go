@@ -67,6 +67,9 @@ type Options struct {
 	CacheDir  string
 	// MaxLoadedModels is how many models the engine keeps in memory.
 	MaxLoadedModels int
+	// MetricsListen, when set, is the address of /livez, /readyz and
+	// /metrics (e.g. ":9100"; ":0" picks a port, see MetricsAddr).
+	MetricsListen string
 	// FFmpeg is the ffmpeg the node encodes MP4 animations with: empty
 	// looks it up on PATH, "none" goes without. A node with it advertises
 	// wire.CapabilityFFmpeg.
@@ -230,6 +233,11 @@ type Node struct {
 	r   Renderer
 	reg *registry
 
+	metrics     *Metrics
+	metricsAddr string
+	// devices is the devices as last refreshed, for metrics (under mu).
+	devices []Device
+
 	cancelled  *prefixWatch // CancelledPrefix
 	exclusions *prefixWatch // NodeExclusionsPrefix(id)
 
@@ -261,11 +269,13 @@ func New(opts Options) (*Node, error) {
 	}
 	fp := *opts.Fingerprint
 	fp.Devices = append([]Device(nil), fp.Devices...)
-	return &Node{
+	n := &Node{
 		opts: opts, log: opts.Logger.Named("node").With("node_id", opts.ID), fp: fp,
 		classes: fp.Classes(), cancelSeen: map[string]bool{}, wake: make(chan struct{}, 1),
-		hints: newPullHints(),
-	}, nil
+		hints: newPullHints(), metrics: NewMetrics(), devices: fp.Devices,
+	}
+	n.metrics.n = n
+	return n, nil
 }
 
 // ID is the node's id.
@@ -333,6 +343,14 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	defer stopReg()
 	if err := n.start(ctx, regCtx); err != nil {
 		return err
+	}
+	if n.opts.MetricsListen != "" {
+		stopMetrics, err := n.serveMetrics(n.opts.MetricsListen)
+		if err != nil {
+			n.reg.deregister()
+			return err
+		}
+		defer stopMetrics()
 	}
 	n.log.Info("node ready", "classes", n.classes, "renderer", n.r.Name(),
 		"usable", wire.FormatBytes(n.fp.UsableBytes))
@@ -457,6 +475,9 @@ func (n *Node) start(ctx, regCtx context.Context) error {
 func (n *Node) refreshInfo(i *wire.NodeInfo) {
 	n.fp.refreshFree()
 	i.GPUs = append(i.GPUs[:0], n.fp.Devices...)
+	n.mu.Lock()
+	n.devices = append([]Device(nil), n.fp.Devices...)
+	n.mu.Unlock()
 	if ml, ok := n.r.(ModelLister); ok {
 		i.ModelsLoaded = ml.ModelsLoaded()
 		i.ModelsOnDisk = ml.ModelsOnDisk()

@@ -249,6 +249,8 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 		res.Timings.UploadMS += time.Since(rendered).Milliseconds()
 		res.Frames = append(res.Frames, wire.FrameResult{Index: f.Index, Seed: f.Seed, Key: f.Key,
 			Bytes: int64(len(png)), RenderMS: time.Since(fstart).Milliseconds()})
+		n.metrics.frames.Inc()
+		n.metrics.frame.Observe(time.Since(fstart).Seconds())
 		n.progress(task, wire.Progress{Stage: wire.StageFrame, Frame: f.Index})
 	}
 	res.Timings.DenoiseMS = renderTime.Milliseconds()
@@ -305,6 +307,7 @@ func (n *Node) succeed(msg jetstream.Msg, task *wire.Task, res *wire.Result, log
 	}
 	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	n.metrics.tasks.WithLabelValues(resultDone).Inc()
 	if err := msg.DoubleAck(actx); err != nil {
 		// The task may come back; its frames are overwritten with the same
 		// bytes and its result is de-duplicated by Nats-Msg-Id.
@@ -321,9 +324,11 @@ func (n *Node) fail(msg jetstream.Msg, task *wire.Task, res *wire.Result, err er
 	switch {
 	case errors.Is(err, errDrainTimeout):
 		log.Warn("drain timeout, returning the task to the queue")
+		n.metrics.tasks.WithLabelValues(resultReturned).Inc()
 		_ = msg.Nak()
 		return
 	case errors.Is(err, ErrUnavailable):
+		n.metrics.tasks.WithLabelValues(resultReturned).Inc()
 		d := nakDelay(res.Delivery)
 		log.Warn("backing system failed, returning the task", "error", err, "retry_in", d)
 		_ = msg.NakWithDelay(d)
@@ -355,6 +360,7 @@ func (n *Node) fail(msg jetstream.Msg, task *wire.Task, res *wire.Result, err er
 			return
 		}
 	}
+	n.metrics.tasks.WithLabelValues(resultFailed).Inc()
 	if terr := msg.TermWithReason(string(te.Code) + ": " + truncate(te.Err.Error(), 200)); terr != nil {
 		log.Warn("term failed", "error", terr)
 	}

@@ -51,7 +51,7 @@ fi
 # The default ports, or free ones when any is taken.
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORTS=()
-for p in 8080 4222 2379 2380 7070; do
+for p in 8080 4222 2379 2380 7070 8222; do
   if port_taken "$p"; then
     say "port $p is taken: the farm will use free ports"
     PORTS=(--random-ports)

@@ -37,6 +37,7 @@ type nodeConfig struct {
 	VRAMGiB         float64            `json:"vram_gib,omitempty"`
 	MaxLoadedModels int                `json:"max_loaded_models,omitempty"`
 	FFmpeg          string             `json:"ffmpeg,omitempty"`
+	MetricsListen   string             `json:"metrics_listen,omitempty"`
 	DrainTimeout    string             `json:"drain_timeout,omitempty"`
 	LeaseTTL        string             `json:"lease_ttl,omitempty"`
 }
@@ -147,6 +148,7 @@ type nodeFlags struct {
 	conn                                  connFlags
 	configFile, id, labels, price         string
 	modelsDir, cacheDir, renderer, ffmpeg string
+	metricsListen                         string
 	loadtestDelay, drainTimeout, leaseTTL string
 	vramGiB, maxLoaded                    string
 	logLevel                              string
@@ -163,6 +165,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cacheDir, "cache", envOr("FARM_CACHE", ""), "folder for models fetched from the model store ($FARM_CACHE; default: the user cache dir)")
 	fs.StringVar(&f.renderer, "renderer", envOr("FARM_RENDERER", ""), "engine (default) or loadtest: fixed time per image, tiny PNGs, for benchmarks ($FARM_RENDERER)")
 	fs.StringVar(&f.loadtestDelay, "loadtest-delay", envOr("FARM_LOADTEST_DELAY", ""), "time per image of the loadtest renderer ($FARM_LOADTEST_DELAY; default 0)")
+	fs.StringVar(&f.metricsListen, "metrics-listen", envOr("FARM_METRICS_LISTEN", ""), "address of /livez, /readyz and /metrics, e.g. :9100 ($FARM_METRICS_LISTEN; default off)")
 	fs.StringVar(&f.ffmpeg, "ffmpeg", envOr("FARM_FFMPEG", ""), "ffmpeg for MP4 animations, or none ($FARM_FFMPEG; default: ffmpeg on PATH if any)")
 	fs.StringVar(&f.vramGiB, "vram-gib", envOr("FARM_VRAM_GIB", ""), "memory the node offers to rendering, in GiB ($FARM_VRAM_GIB; default: all of it)")
 	fs.StringVar(&f.maxLoaded, "max-loaded-models", envOr("FARM_MAX_LOADED_MODELS", ""), "models kept in memory (default 1)")
@@ -194,7 +197,7 @@ func (f *nodeFlags) options() (node.Options, error) {
 		ID: cfg.ID, Labels: cfg.Labels, PricePerHour: cfg.PricePerHour,
 		NATS: cfg.NATS, Etcd: cfg.Etcd, S3: cfg.S3,
 		ModelsDir: cfg.ModelsDir, CacheDir: cfg.CacheDir, RendererName: cfg.Renderer,
-		MaxLoadedModels: cfg.MaxLoadedModels, FFmpeg: cfg.FFmpeg,
+		MaxLoadedModels: cfg.MaxLoadedModels, FFmpeg: cfg.FFmpeg, MetricsListen: cfg.MetricsListen,
 	}
 	var problems []string
 	str := func(dst *string, v string) {
@@ -220,6 +223,7 @@ func (f *nodeFlags) options() (node.Options, error) {
 	str(&o.CacheDir, f.cacheDir)
 	str(&o.RendererName, f.renderer)
 	str(&o.FFmpeg, f.ffmpeg)
+	str(&o.MetricsListen, f.metricsListen)
 	dur("loadtest-delay", &o.LoadTestDelay, cfg.LoadTestDelay, f.loadtestDelay)
 	dur("drain-timeout", &o.DrainTimeout, cfg.DrainTimeout, f.drainTimeout)
 	dur("lease-ttl", &o.LeaseTTL, cfg.LeaseTTL, f.leaseTTL)

@@ -33,6 +33,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.IntVar(&o.EtcdPort, "etcd-port", localfarm.DefaultEtcdPort, "etcd client port")
 	fs.IntVar(&o.EtcdPeerPort, "etcd-peer-port", localfarm.DefaultEtcdPeerPort, "etcd peer port (loopback only)")
 	fs.IntVar(&o.S3Port, "s3-port", localfarm.DefaultS3Port, "S3 gateway port")
+	fs.StringVar(&o.NATSMonitor, "nats-monitor", "", "host:port of NATS's monitoring endpoint, which KEDA's JetStream scaler reads, or "+localfarm.NATSMonitorOff+" (default "+localfarm.DefaultNATSMonitor+"; a free port with --random-ports)")
 	fs.StringVar(&o.Bucket, "bucket", localfarm.DefaultBucket, "S3 bucket for frames, manifests and models")
 	fs.StringVar(&o.Renderer, "renderer", localfarm.RendererEngine, "renderer of the local nodes: engine, or loadtest (fixed time per image, for benchmarks)")
 	fs.StringVar(&o.ModelsDir, "models", "", "model directory of the local nodes (default DATA/models)")
@@ -72,6 +73,10 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	case <-farm.Ready():
 	}
-	fmt.Fprint(os.Stdout, "\n"+localfarm.Summary(farm.Dir(), farm.Credentials())+"\nPress Ctrl-C to stop.\n\n")
+	fmt.Fprint(os.Stdout, "\n"+localfarm.Summary(farm.Dir(), farm.Credentials()))
+	if u := farm.NATSMonitorURL(); u != "" {
+		fmt.Fprintf(os.Stdout, "  nats monitoring  %s (no credentials: keep it on loopback or a private network)\n", u)
+	}
+	fmt.Fprint(os.Stdout, "\nPress Ctrl-C to stop.\n\n")
 	return <-done
 }

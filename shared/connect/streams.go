@@ -107,3 +107,35 @@ func WaitTaskConsumer(ctx context.Context, js jetstream.JetStream, c wire.Class,
 		}
 	}
 }
+
+// Backlog is the work of one class on the TASKS stream.
+type Backlog struct {
+	// Pending is tasks not yet handed to a node: what an autoscaler of the
+	// class's pool reads.
+	Pending uint64
+	// Running is tasks handed to a node and not yet acknowledged.
+	Running uint64
+}
+
+// ClassBacklog reads the backlog of every class from its three (class,
+// priority) consumers. A class's Pending is exactly what KEDA's
+// scalingModifiers formula "high + normal + low" over the class's three
+// nats-jetstream triggers computes (k8s/README.md): the one number per GPU
+// class an autoscaler reads.
+func ClassBacklog(ctx context.Context, js jetstream.JetStream) (map[wire.Class]Backlog, error) {
+	out := make(map[wire.Class]Backlog, len(wire.AllClasses()))
+	for _, c := range wire.AllClasses() {
+		var b Backlog
+		for _, p := range wire.Priorities {
+			cons, err := js.Consumer(ctx, wire.TasksStream, wire.TaskConsumer(c, p))
+			if err != nil {
+				return nil, fmt.Errorf("connect: consumer %s: %w", wire.TaskConsumer(c, p), err)
+			}
+			info := cons.CachedInfo()
+			b.Pending += info.NumPending
+			b.Running += uint64(info.NumAckPending)
+		}
+		out[c] = b
+	}
+	return out, nil
+}
