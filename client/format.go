@@ -24,6 +24,13 @@ func WriteJob(w io.Writer, j wire.JobStatus) error {
 	fmt.Fprintf(w, "frames    %d/%d done, %d failed\n", j.FramesDone, j.FramesTotal, j.FramesFailed)
 	fmt.Fprintf(w, "tasks     %d total: %d done, %d running, %d waiting, %d failed\n", j.TasksTotal, j.TasksDone, j.TasksRunning, j.TasksWaiting, j.TasksFailed)
 	fmt.Fprintf(w, "gpu time  %.1f s\n", j.GPUSeconds)
+	if c := j.Cost.String(); c != "" {
+		per := ""
+		if j.FramesDone > 0 {
+			per = fmt.Sprintf(", %.6f %s per image", j.Cost.Amount/float64(j.FramesDone), j.Cost.Currency)
+		}
+		fmt.Fprintf(w, "cost      %s%s\n", c, per)
+	}
 	fmt.Fprintf(w, "created   %s\n", j.CreatedAt.Local().Format("2006-01-02 15:04:05"))
 	if j.FinishedAt != nil {
 		fmt.Fprintf(w, "finished  %s (%.1f s)\n", j.FinishedAt.Local().Format("2006-01-02 15:04:05"), j.FinishedAt.Sub(j.CreatedAt).Seconds())

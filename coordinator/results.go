@@ -128,6 +128,9 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 			j.rec.TasksDone++
 			j.rec.FramesDone += len(t.Frames)
 			j.rec.GPUSeconds += r.GPUSeconds
+			if r.Price != nil {
+				j.rec.Cost.Add(r.Price.Cost(r.GPUSeconds), r.Price.Currency)
+			}
 			if j.rec.State == wire.JobQueued {
 				j.rec.State = wire.JobRunning
 			}
@@ -378,19 +381,28 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 			m.Outputs = append(m.Outputs, tr.Result.Outputs...)
 			m.Notes = append(m.Notes, tr.Result.Notes...)
 		case tr.State == wire.TaskDone && tr.Result != nil:
-			m.GPUSeconds += tr.Result.GPUSeconds
-			per := tr.Result.GPUSeconds / float64(len(t.Frames))
+			r := tr.Result
+			m.GPUSeconds += r.GPUSeconds
+			if r.Price != nil {
+				m.Cost.Add(r.Price.Cost(r.GPUSeconds), r.Price.Currency)
+			}
+			per := r.GPUSeconds / float64(len(t.Frames))
 			byIndex := map[int]wire.FrameResult{}
-			for _, f := range tr.Result.Frames {
+			for _, f := range r.Frames {
 				byIndex[f.Index] = f
 			}
 			for _, f := range t.Frames {
 				fr := byIndex[f.Index]
+				secs := fr.GPUSeconds
+				if secs == 0 {
+					secs = per
+				}
 				m.Frames = append(m.Frames, wire.ManifestFrame{
-					Index: f.Index, Key: f.Key, Prompt: f.Prompt, Seed: f.Seed, Node: tr.Result.NodeID,
-					GPU: tr.Result.GPU, TaskID: t.ID, Attempt: tr.Result.Attempt, RenderMS: fr.RenderMS, GPUSeconds: per,
+					Index: f.Index, Key: f.Key, Prompt: f.Prompt, Seed: f.Seed, Node: r.NodeID,
+					GPU: r.GPU, TaskID: t.ID, Attempt: r.Attempt, RenderMS: fr.RenderMS, GPUSeconds: secs,
+					Cost: r.Price.Cost(secs),
 				})
-				m.Nodes[tr.Result.NodeID]++
+				m.Nodes[r.NodeID]++
 			}
 		case tr.State == wire.TaskFailed:
 			e := wire.Error{Code: wire.CodeTaskFailed, Message: "retries exhausted"}
@@ -406,5 +418,8 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 		}
 	}
 	sort.Slice(m.Frames, func(a, b int) bool { return m.Frames[a].Index < m.Frames[b].Index })
+	if len(m.Frames) > 0 && m.Cost.Currency != "" {
+		m.CostPerImage = m.Cost.Amount / float64(len(m.Frames))
+	}
 	return m
 }

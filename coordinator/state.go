@@ -48,6 +48,7 @@ func newJob(rec wire.JobRecord, tasks []wire.Task) *job {
 func (j *job) recount() {
 	r := &j.rec
 	r.FramesDone, r.FramesFailed, r.TasksDone, r.TasksFailed, r.GPUSeconds = 0, 0, 0, 0, 0
+	r.Cost = wire.Cost{}
 	j.retryWaiting = 0
 	for i, tr := range j.trecs {
 		n := len(j.tasks[i].Frames)
@@ -55,8 +56,11 @@ func (j *job) recount() {
 		case wire.TaskDone:
 			r.TasksDone++
 			r.FramesDone += n
-			if tr.Result != nil {
-				r.GPUSeconds += tr.Result.GPUSeconds
+			if res := tr.Result; res != nil {
+				r.GPUSeconds += res.GPUSeconds
+				if res.Price != nil {
+					r.Cost.Add(res.Price.Cost(res.GPUSeconds), res.Price.Currency)
+				}
 			}
 		case wire.TaskFailed:
 			r.TasksFailed++

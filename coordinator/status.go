@@ -55,7 +55,7 @@ func (c *Coordinator) status(j *job, detail bool) wire.JobStatus {
 		ID: r.ID, Name: r.Spec.Name, State: r.State, Model: r.Spec.Model, Priority: r.Spec.Priority,
 		Class: r.Class, VRAMBytes: r.VRAMBytes, FramesTotal: r.Spec.TotalFrames(), FramesDone: r.FramesDone,
 		FramesFailed: r.FramesFailed, TasksTotal: r.Tasks, TasksDone: r.TasksDone, TasksFailed: r.TasksFailed,
-		GPUSeconds: r.GPUSeconds, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt, Error: r.Error,
+		GPUSeconds: r.GPUSeconds, Cost: r.Cost, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt, Error: r.Error,
 		ManifestKey: r.ManifestKey,
 	}
 	if j.tasks != nil && !wire.JobFinished(r.State) {

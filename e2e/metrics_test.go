@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -119,6 +120,7 @@ func TestFarm_MetricsHealthAndBacklog(t *testing.T) {
 
 	o := f.nodeOptions(t, "metered0", 8, 20*time.Millisecond)
 	o.MetricsListen = "127.0.0.1:0"
+	o.PricePerHour, o.Currency = 3.6, "EUR" // 0.001 EUR a second
 	n := f.startNode(t, o)
 	final := waitJob(t, c.cli, st.ID, 60*time.Second)
 	if final.State != wire.JobDone {
@@ -149,6 +151,7 @@ func TestFarm_MetricsHealthAndBacklog(t *testing.T) {
 	if _, ok := value(fams, "latentfarm_gpu_seconds_total", map[string]string{"job": st.ID}); ok {
 		t.Errorf("latentfarm_gpu_seconds_total still has the finished job %s", st.ID)
 	}
+	checkCosts(t, final, f.manifest(t, st.ID), 0.001)
 
 	node := "http://" + n.MetricsAddr()
 	for _, path := range []string{"/livez", "/readyz"} {
@@ -174,6 +177,29 @@ func TestFarm_MetricsHealthAndBacklog(t *testing.T) {
 		if v, ok := value(fams, tc.name, tc.labels); !ok || v != tc.want {
 			t.Errorf("node %s%v = %v (present %v), want %v", tc.name, tc.labels, v, ok, tc.want)
 		}
+	}
+}
+
+// checkCosts checks the priced GPU-seconds of a job rendered on one node
+// at perSecond: in the job's status, the manifest and every frame.
+func checkCosts(t *testing.T, st wire.JobStatus, m wire.Manifest, perSecond float64) {
+	t.Helper()
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9+1e-6*math.Abs(b) }
+	if st.Cost.Currency != "EUR" || st.GPUSeconds <= 0 || !near(st.Cost.Amount, st.GPUSeconds*perSecond) {
+		t.Errorf("job cost %+v for %.3f GPU-seconds, want %.6f EUR", st.Cost, st.GPUSeconds, st.GPUSeconds*perSecond)
+	}
+	if m.Cost != st.Cost || !near(m.CostPerImage, m.Cost.Amount/float64(len(m.Frames))) {
+		t.Errorf("manifest cost %+v, %.6f per image; job %+v", m.Cost, m.CostPerImage, st.Cost)
+	}
+	sum := 0.0
+	for _, fr := range m.Frames {
+		if fr.GPUSeconds <= 0 || !near(fr.Cost, fr.GPUSeconds*perSecond) {
+			t.Errorf("frame %d: %.4f GPU-seconds cost %.6f", fr.Index, fr.GPUSeconds, fr.Cost)
+		}
+		sum += fr.GPUSeconds
+	}
+	if sum > m.GPUSeconds*1.0001 {
+		t.Errorf("frames' GPU-seconds sum to %.3f, more than the job's %.3f", sum, m.GPUSeconds)
 	}
 }
 

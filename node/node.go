@@ -34,6 +34,8 @@ const (
 	RendererLoadTest = "loadtest"
 	// FFmpegNone as Options.FFmpeg runs the node without ffmpeg.
 	FFmpegNone = "none"
+	// DefaultCurrency is the currency of PricePerHour when none is given.
+	DefaultCurrency = "USD"
 )
 
 // Options configure a node. Connections are given either as configs (the
@@ -43,8 +45,11 @@ type Options struct {
 	// ID names the node (default: host name and a random suffix).
 	ID     string
 	Labels map[string]string
-	// PricePerHour is shown in the node's entry.
+	// PricePerHour is what an hour of this node costs, in Currency
+	// (default USD): shown in its entry, and the farm prices the jobs it
+	// renders with it.
 	PricePerHour float64
+	Currency     string
 	Version      string
 
 	NATS connect.NATSConfig
@@ -123,6 +128,9 @@ func (o *Options) fill() error {
 	}
 	if o.ExcludedRunAfter == 0 {
 		o.ExcludedRunAfter = 5
+	}
+	if o.Currency == "" {
+		o.Currency = DefaultCurrency
 	}
 	switch o.FFmpeg {
 	case "":
@@ -449,7 +457,7 @@ func (n *Node) start(ctx, regCtx context.Context) error {
 		ID: n.opts.ID, Host: host, Backend: n.fp.Backend, GPUs: n.fp.Devices,
 		CPUCores: n.fp.CPUCores, MemoryBytes: n.fp.MemoryBytes, UsableBytes: n.fp.UsableBytes,
 		Classes: n.classes, Labels: n.opts.Labels, State: wire.NodeReady,
-		PricePerHour: n.opts.PricePerHour, Renderer: n.r.Name(), Version: n.opts.Version,
+		PricePerHour: n.opts.PricePerHour, Currency: n.opts.Currency, Renderer: n.r.Name(), Version: n.opts.Version,
 		StartedAt: now,
 	}
 	if n.opts.FFmpeg != "" {

@@ -43,6 +43,9 @@ func (n *Node) handle(ctx context.Context, p *pulled) {
 	log := n.log.With("task_id", task.ID, "job_id", task.JobID, "delivery", delivered)
 	res := &wire.Result{TaskID: task.ID, JobID: task.JobID, NodeID: n.opts.ID, Attempt: task.Attempt,
 		Delivery: delivered, StartedAt: received, GPU: n.gpuName()}
+	if n.opts.PricePerHour > 0 {
+		res.Price = &wire.Price{PerHour: n.opts.PricePerHour, Currency: n.opts.Currency}
+	}
 	if err != nil {
 		log.Warn("refusing task", "error", err)
 		n.fail(p.msg, &task, res, err, log)
@@ -248,7 +251,8 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 		}
 		res.Timings.UploadMS += time.Since(rendered).Milliseconds()
 		res.Frames = append(res.Frames, wire.FrameResult{Index: f.Index, Seed: f.Seed, Key: f.Key,
-			Bytes: int64(len(png)), RenderMS: time.Since(fstart).Milliseconds()})
+			Bytes: int64(len(png)), RenderMS: time.Since(fstart).Milliseconds(),
+			GPUSeconds: rendered.Sub(fstart).Seconds()})
 		n.metrics.frames.Inc()
 		n.metrics.frame.Observe(time.Since(fstart).Seconds())
 		n.progress(task, wire.Progress{Stage: wire.StageFrame, Frame: f.Index})

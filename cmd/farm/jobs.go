@@ -112,11 +112,15 @@ func runJobs(ctx context.Context, args []string) error {
 		return printJSON(os.Stdout, wire.JobList{Jobs: jobs})
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tFRAMES\tFAILED\tPRIORITY\tMODEL\tAGE\tNAME")
+	fmt.Fprintln(tw, "ID\tSTATE\tFRAMES\tFAILED\tPRIORITY\tMODEL\tGPU-S\tCOST\tAGE\tNAME")
 	now := time.Now()
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\n", j.ID, j.State, j.FramesDone, j.FramesTotal,
-			j.FramesFailed, j.Priority, j.Model, age(now.Sub(j.CreatedAt)), j.Name)
+		cost := j.Cost.String()
+		if cost == "" {
+			cost = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%s\t%s\t%.1f\t%s\t%s\t%s\n", j.ID, j.State, j.FramesDone, j.FramesTotal,
+			j.FramesFailed, j.Priority, j.Model, j.GPUSeconds, cost, age(now.Sub(j.CreatedAt)), j.Name)
 	}
 	return tw.Flush()
 }

@@ -27,6 +27,7 @@ type nodeConfig struct {
 	ID              string             `json:"id,omitempty"`
 	Labels          map[string]string  `json:"labels,omitempty"`
 	PricePerHour    float64            `json:"price_per_hour,omitempty"`
+	Currency        string             `json:"currency,omitempty"`
 	NATS            connect.NATSConfig `json:"nats"`
 	Etcd            connect.EtcdConfig `json:"etcd"`
 	S3              connect.S3Config   `json:"s3"`
@@ -159,7 +160,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.configFile, "config", os.Getenv("FARM_NODE_CONFIG"), "JSON config file ($FARM_NODE_CONFIG)")
 	fs.StringVar(&f.id, "id", envOr("FARM_NODE_ID", ""), "node id ($FARM_NODE_ID; default: host name and a random suffix)")
 	fs.StringVar(&f.labels, "labels", envOr("FARM_NODE_LABELS", ""), "labels shown in farm nodes, k=v,k=v ($FARM_NODE_LABELS)")
-	fs.StringVar(&f.price, "price-per-hour", envOr("FARM_PRICE_PER_HOUR", ""), "cost of the node per hour, for the manifest ($FARM_PRICE_PER_HOUR)")
+	fs.StringVar(&f.price, "price-per-hour", envOr("FARM_PRICE_PER_HOUR", ""), "cost of the node per hour, in the config's currency (default USD): jobs, frames and manifests show what they cost ($FARM_PRICE_PER_HOUR)")
 	f.conn.registerAll(fs)
 	fs.StringVar(&f.modelsDir, "models", envOr("FARM_MODELS", ""), "local models folder: NAME/ (diffusers) or NAME.safetensors ($FARM_MODELS)")
 	fs.StringVar(&f.cacheDir, "cache", envOr("FARM_CACHE", ""), "folder for models fetched from the model store ($FARM_CACHE; default: the user cache dir)")
@@ -194,7 +195,7 @@ func (f *nodeFlags) options() (node.Options, error) {
 		return node.Options{}, err
 	}
 	o := node.Options{
-		ID: cfg.ID, Labels: cfg.Labels, PricePerHour: cfg.PricePerHour,
+		ID: cfg.ID, Labels: cfg.Labels, PricePerHour: cfg.PricePerHour, Currency: cfg.Currency,
 		NATS: cfg.NATS, Etcd: cfg.Etcd, S3: cfg.S3,
 		ModelsDir: cfg.ModelsDir, CacheDir: cfg.CacheDir, RendererName: cfg.Renderer,
 		MaxLoadedModels: cfg.MaxLoadedModels, FFmpeg: cfg.FFmpeg, MetricsListen: cfg.MetricsListen,

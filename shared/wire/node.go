@@ -30,8 +30,9 @@ type NodeInfo struct {
 	State        string            `json:"state"`
 	CurrentTask  string            `json:"current_task,omitempty"`
 	CurrentJob   string            `json:"current_job,omitempty"`
-	// PricePerHour is the configured cost of the node, in the operator's currency.
+	// PricePerHour is the configured cost of the node, in Currency.
 	PricePerHour float64 `json:"price_per_hour,omitempty"`
+	Currency     string  `json:"currency,omitempty"`
 	// Capabilities are optional tools the node has (CapabilityFFmpeg).
 	Capabilities []string `json:"capabilities,omitempty"`
 	// Renderer is "engine" or "load-test".
@@ -51,6 +52,8 @@ type GPU struct {
 	ComputeCapability string `json:"compute_capability,omitempty"`
 	TotalVRAM         int64  `json:"total_vram"`
 	FreeVRAM          int64  `json:"free_vram"`
+	// DriverVersion is the NVIDIA driver's, e.g. "550.54.15", when known.
+	DriverVersion string `json:"driver_version,omitempty"`
 }
 
 // VRAM sums total and free memory over the node's GPUs.

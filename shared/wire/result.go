@@ -25,6 +25,8 @@ type Result struct {
 	GPUSeconds float64 `json:"gpu_seconds"`
 	// GPU names the device that rendered (e.g. "NVIDIA H100 80GB HBM3" or "cpu").
 	GPU string `json:"gpu,omitempty"`
+	// Price is what the node costs, when its operator declared it.
+	Price *Price `json:"price,omitempty"`
 	// Error is set when the task failed; Frames may then list frames that
 	// were written before the failure.
 	Error *Error `json:"error,omitempty"`
@@ -55,6 +57,22 @@ type FrameResult struct {
 	Bytes int64  `json:"bytes,omitempty"`
 	// RenderMS is the time spent on this frame, upload included.
 	RenderMS int64 `json:"render_ms"`
+	// GPUSeconds is the device time of this frame's render (no upload).
+	GPUSeconds float64 `json:"gpu_seconds,omitempty"`
+}
+
+// Price is a node's declared cost of one hour, in its operator's currency.
+type Price struct {
+	PerHour  float64 `json:"per_hour"`
+	Currency string  `json:"currency"`
+}
+
+// Cost is what seconds of the node's time cost.
+func (p *Price) Cost(seconds float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return seconds * p.PerHour / 3600
 }
 
 // Timings splits a task's wall time, in milliseconds.

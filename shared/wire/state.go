@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Job states.
 const (
@@ -48,6 +51,37 @@ type JobRecord struct {
 	TasksDone    int     `json:"tasks_done"`
 	TasksFailed  int     `json:"tasks_failed"`
 	GPUSeconds   float64 `json:"gpu_seconds"`
+	// Cost is the GPU-seconds priced by the nodes that declared a price.
+	Cost Cost `json:"cost,omitzero"`
+}
+
+// Cost sums prices of device time. Nodes of one farm should share a
+// currency; a job that ran on nodes of different currencies says "mixed".
+type Cost struct {
+	Amount   float64 `json:"amount"`
+	Currency string  `json:"currency,omitempty"`
+}
+
+// CurrencyMixed is the currency of a sum over several currencies.
+const CurrencyMixed = "mixed"
+
+// Add adds amount in currency.
+func (c *Cost) Add(amount float64, currency string) {
+	switch {
+	case c.Currency == "":
+		c.Currency = currency
+	case currency != "" && c.Currency != currency:
+		c.Currency = CurrencyMixed
+	}
+	c.Amount += amount
+}
+
+// String renders the cost, e.g. "0.0123 USD"; empty when nothing was priced.
+func (c Cost) String() string {
+	if c.Currency == "" {
+		return ""
+	}
+	return fmt.Sprintf("%.4f %s", c.Amount, c.Currency)
 }
 
 // TaskRecord is a task's state at TaskKey(job, task), written when the
@@ -85,6 +119,7 @@ type JobStatus struct {
 	TasksRunning int        `json:"tasks_running"`
 	TasksWaiting int        `json:"tasks_waiting"`
 	GPUSeconds   float64    `json:"gpu_seconds"`
+	Cost         Cost       `json:"cost,omitzero"`
 	CreatedAt    time.Time  `json:"created_at"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
 	Error        string     `json:"error,omitempty"`
@@ -176,16 +211,20 @@ type APIErrorBody struct {
 // Manifest is written to ManifestKey(job) when a job finishes. Frames lists
 // every rendered frame exactly once, by index.
 type Manifest struct {
-	JobID       string          `json:"job_id"`
-	State       string          `json:"state"`
-	Spec        JobSpec         `json:"spec"`
-	CreatedAt   time.Time       `json:"created_at"`
-	FinishedAt  time.Time       `json:"finished_at"`
-	WallSeconds float64         `json:"wall_seconds"`
-	GPUSeconds  float64         `json:"gpu_seconds"`
-	FramesTotal int             `json:"frames_total"`
-	Frames      []ManifestFrame `json:"frames"`
-	Failed      []FailedFrame   `json:"failed,omitempty"`
+	JobID       string    `json:"job_id"`
+	State       string    `json:"state"`
+	Spec        JobSpec   `json:"spec"`
+	CreatedAt   time.Time `json:"created_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	WallSeconds float64   `json:"wall_seconds"`
+	GPUSeconds  float64   `json:"gpu_seconds"`
+	// Cost is the job's priced device time, CostPerImage that over the
+	// rendered frames.
+	Cost         Cost            `json:"cost,omitzero"`
+	CostPerImage float64         `json:"cost_per_image,omitempty"`
+	FramesTotal  int             `json:"frames_total"`
+	Frames       []ManifestFrame `json:"frames"`
+	Failed       []FailedFrame   `json:"failed,omitempty"`
 	// Nodes counts frames per node.
 	Nodes map[string]int `json:"nodes"`
 	// Outputs are the files assembled from the frames (an animation's GIF
@@ -212,8 +251,10 @@ type ManifestFrame struct {
 	TaskID   string `json:"task_id"`
 	Attempt  int    `json:"attempt"`
 	RenderMS int64  `json:"render_ms"`
-	// GPUSeconds is the task's device time shared evenly by its frames.
+	// GPUSeconds is the frame's render time on the device (older nodes: the
+	// task's device time shared evenly by its frames), Cost that priced.
 	GPUSeconds float64 `json:"gpu_seconds"`
+	Cost       float64 `json:"cost,omitempty"`
 }
 
 // FailedFrame is a frame that was not rendered.
