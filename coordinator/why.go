@@ -111,7 +111,7 @@ func explainWait(q waitQuery, nodes []wire.NodeInfo, excluded map[string]string)
 		}
 		return append(out, refusals...)
 	}
-	var eligible, excl, draining []string
+	var eligible, excl, draining, short []string
 	busy := 0
 	for _, n := range capable {
 		switch {
@@ -119,6 +119,9 @@ func explainWait(q waitQuery, nodes []wire.NodeInfo, excluded map[string]string)
 			excl = append(excl, fmt.Sprintf("%s (%s)", n.ID, excluded[n.ID]))
 		case n.State == wire.NodeDraining:
 			draining = append(draining, n.ID)
+		case n.State != wire.NodeBusy && n.Backend == wire.BackendCUDA && liveFree(n) < q.need:
+			short = append(short, fmt.Sprintf("node %s has %s of VRAM free now, a task needs about %s",
+				n.ID, wire.FormatBytes(liveFree(n)), wire.FormatBytes(q.need)))
 		default:
 			eligible = append(eligible, n.ID)
 			if n.State == wire.NodeBusy {
@@ -130,6 +133,8 @@ func explainWait(q waitQuery, nodes []wire.NodeInfo, excluded map[string]string)
 	case len(eligible) == 0 && len(excl) > 0 && len(draining) == 0:
 		return []string{fmt.Sprintf("every node that can run class %s is excluded from %s after repeated failures: %s",
 			q.class, q.kind, strings.Join(excl, "; "))}
+	case len(eligible) == 0 && len(short) > 0:
+		return append([]string{fmt.Sprintf("every idle node that can run class %s lacks free VRAM right now (another process uses its GPU); %d task(s) wait", q.class, q.waiting)}, short...)
 	case len(eligible) == 0:
 		msg := fmt.Sprintf("every node that can run class %s is draining or excluded: draining %s", q.class, strings.Join(draining, ", "))
 		if len(excl) > 0 {
@@ -155,6 +160,19 @@ func nodeServes(n wire.NodeInfo, c wire.Class) (bool, string) {
 		return false, why
 	}
 	return can, why
+}
+
+// liveFree is a node's least free device memory as it last reported it.
+func liveFree(n wire.NodeInfo) int64 {
+	_, free := n.VRAM()
+	if len(n.GPUs) == 0 {
+		return n.UsableBytes
+	}
+	least := free
+	for _, g := range n.GPUs {
+		least = min(least, g.FreeVRAM)
+	}
+	return least
 }
 
 func classMin(c wire.Class) int64 {

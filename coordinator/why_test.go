@@ -13,6 +13,12 @@ func node(id, backend string, usable int64, state string) wire.NodeInfo {
 	return wire.NodeInfo{ID: id, Backend: backend, UsableBytes: usable, State: state, Classes: wire.ClassesForNode(backend, usable)}
 }
 
+// withFree gives a node one GPU of its usable size with free bytes free.
+func withFree(n wire.NodeInfo, free int64) wire.NodeInfo {
+	n.GPUs = []wire.GPU{{Name: "test GPU", TotalVRAM: n.UsableBytes, FreeVRAM: free}}
+	return n
+}
+
 func TestExplainWait(t *testing.T) {
 	q := waitQuery{class: "vram16", need: 10 << 30, kind: "batch.sdxl", waiting: 3}
 	tests := []struct {
@@ -28,6 +34,8 @@ func TestExplainWait(t *testing.T) {
 			[]string{"excluded from batch.sdxl", "a (3 failures)"}},
 		{"draining", []wire.NodeInfo{node("a", wire.BackendCUDA, 24<<30, wire.NodeDraining)}, nil,
 			[]string{"draining"}},
+		{"short of free vram", []wire.NodeInfo{withFree(node("a", wire.BackendCUDA, 24<<30, wire.NodeReady), 4<<30)}, nil,
+			[]string{"lacks free VRAM right now", "node a has 4.0 GiB of VRAM free now, a task needs about 10.0 GiB"}},
 		{"busy", []wire.NodeInfo{node("a", wire.BackendCUDA, 24<<30, wire.NodeBusy), node("b", wire.BackendCPU, 2<<30, wire.NodeReady)}, nil,
 			[]string{"1 node(s) can run them (1 busy)"}},
 	}

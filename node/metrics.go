@@ -125,6 +125,22 @@ func (n *Node) serveMetrics(addr string) (stop func(), err error) {
 	}, nil
 }
 
+// liveFree is the least free memory of the node's devices as last refreshed.
+func (n *Node) liveFree() int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	free := int64(-1)
+	for _, d := range n.devices {
+		if free < 0 || d.FreeVRAM < free {
+			free = d.FreeVRAM
+		}
+	}
+	if free < 0 {
+		return n.fp.UsableBytes
+	}
+	return free
+}
+
 // MetricsAddr is the address /metrics listens on (empty without
 // Options.MetricsListen, or before Run starts it).
 func (n *Node) MetricsAddr() string {

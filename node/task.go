@@ -63,6 +63,11 @@ func (n *Node) handle(ctx context.Context, p *pulled) {
 		log.Debug("task failed here before, leaving it to others")
 		_ = p.msg.NakWithDelay(excludedDelay)
 		return
+	case n.fp.Backend == wire.BackendCUDA && task.VRAMBytes > n.liveFree():
+		// The card is in the class but another process holds its memory now.
+		log.Debug("not enough free VRAM now, returning the task", "need", wire.FormatBytes(task.VRAMBytes), "free", wire.FormatBytes(n.liveFree()))
+		_ = p.msg.NakWithDelay(excludedDelay)
+		return
 	case task.Assemble != nil && task.Assemble.MP4 && n.opts.FFmpeg == "" && delivered < n.opts.ExcludedRunAfter:
 		log.Debug("no ffmpeg here, leaving the assembly to a node that has it")
 		_ = p.msg.NakWithDelay(excludedDelay)
