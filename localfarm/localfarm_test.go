@@ -182,6 +182,22 @@ func TestFarm_NothingListensWithoutCredentials(t *testing.T) {
 		}
 	}
 
+	// NATS's monitoring endpoint (what KEDA's JetStream scaler reads) is on,
+	// on loopback, and shows the TASKS stream's consumers.
+	mon := f.NATSMonitorURL()
+	if !strings.HasPrefix(mon, "http://127.0.0.1:") {
+		t.Fatalf("nats monitoring at %q, want a loopback URL", mon)
+	}
+	resp, err := http.Get(mon + "/jsz?streams=true&consumers=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), wire.TaskConsumer(wire.AllClasses()[0], wire.PriorityHigh)) {
+		t.Errorf("nats /jsz: status %d, consumer %s not listed", resp.StatusCode, wire.TaskConsumer(wire.AllClasses()[0], wire.PriorityHigh))
+	}
+
 	second, err := localfarm.New(localfarm.Options{Dir: dir, RandomPorts: true, S3FromTestBinary: true, Logger: hclog.NewNullLogger()})
 	if err != nil {
 		t.Fatal(err)
