@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"image"
 	"math"
+
+	"github.com/latentfarm/latentfarm/diffusion/scheduler"
 )
 
 // Request describes one generation: text-to-image, or img2img, inpainting
@@ -84,13 +86,13 @@ func (r Request) Defaults() Request {
 		r.Height = 512
 	}
 	if r.Steps == 0 {
-		r.Steps = 20
+		r.Steps = scheduler.DefaultSteps
 	}
 	if r.Sampler == "" {
-		r.Sampler = "euler_a"
+		r.Sampler = scheduler.DefaultSampler
 	}
 	if r.Schedule == "" {
-		r.Schedule = "default"
+		r.Schedule = scheduler.DefaultSchedule
 	}
 	return r
 }

@@ -41,6 +41,16 @@ const (
 	NameDPMPP2M = "dpmpp_2m"
 )
 
+// Sampling defaults: the one definition that farm render, job specs and the
+// engine's Request.Defaults share, so that the same seed gives the same
+// image whichever way it is asked for.
+const (
+	DefaultSampler  = NameEuler
+	DefaultSchedule = ScheduleDefault
+	DefaultSteps    = 20
+	DefaultCFGScale = 7.5
+)
+
 // Names lists the sampler names New accepts.
 func Names() []string { return []string{NameEuler, NameEulerA, NameDDIM, NameDPMPP2M} }
 

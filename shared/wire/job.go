@@ -35,8 +35,8 @@ const (
 const (
 	DefaultWidth         = 512
 	DefaultHeight        = 512
-	DefaultSteps         = 20
-	DefaultCFGScale      = 7.5
+	DefaultSteps         = scheduler.DefaultSteps
+	DefaultCFGScale      = scheduler.DefaultCFGScale
 	DefaultFramesPerTask = 4
 	DefaultMaxRetries    = 3
 	MaxFramesPerTask     = 64
@@ -255,10 +255,10 @@ func (s *JobSpec) Normalize() {
 		s.CFGScale = DefaultCFGScale
 	}
 	if s.Sampler == "" {
-		s.Sampler = SamplerEuler
+		s.Sampler = scheduler.DefaultSampler
 	}
 	if s.Schedule == "" {
-		s.Schedule = ScheduleDefault
+		s.Schedule = scheduler.DefaultSchedule
 	}
 	if s.Priority == "" {
 		s.Priority = PriorityNormal
