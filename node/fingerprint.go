@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/latentfarm/latentfarm/diffusion/backend"
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
 
@@ -16,20 +17,31 @@ import (
 // on a CPU node.
 type Device = wire.GPU
 
-// Fingerprint is what a node knows about its compute.
+// Fingerprint is what a node knows about its compute. SelectBackend makes
+// one; DetectCPU makes a CPU node's.
 type Fingerprint struct {
 	// Backend is cpu or cuda.
 	Backend string
-	// Devices lists the GPUs; a CPU node lists one device standing for the
-	// host, whose "VRAM" is the memory it gives to rendering.
+	// Devices lists the GPU the node renders on; a CPU node lists one
+	// device standing for the host, whose "VRAM" is the memory it gives to
+	// rendering.
 	Devices     []Device
 	CPUCores    int
 	MemoryBytes int64
-	// UsableBytes is the memory one task may use: the smallest device's total.
+	// UsableBytes is the memory one task may use: on a CUDA node the
+	// device's free VRAM at start less a headroom (cudaFingerprint), on a
+	// CPU node the host's total or the posed size.
 	UsableBytes int64
+	// Driver is the NVIDIA driver version of a CUDA node, when known.
+	Driver string
 
 	// posed is set when the usable size was configured, not measured.
 	posed bool
+	// gpus refreshes a CUDA node's free VRAM.
+	gpus GPUSource
+	// engine is the backend SelectBackend opened for this compute; nil
+	// leaves the engine its default (the CPU backend).
+	engine backend.Backend
 }
 
 // Classes are the task classes a node with this fingerprint serves.
@@ -111,8 +123,21 @@ func cpuName() string {
 	return "cpu: " + runtime.GOARCH
 }
 
-// refreshFree updates the free memory of a CPU node's device.
+// refreshFree updates the free memory of the node's devices: a CUDA node's
+// from its GPU source (the tier stays the one it joined at start), a CPU
+// node's from /proc/meminfo. A failed read keeps the last value.
 func (f *Fingerprint) refreshFree() {
+	if f.Backend == wire.BackendCUDA {
+		if f.gpus == nil {
+			return
+		}
+		for i := range f.Devices {
+			if free, err := f.gpus.Free(f.Devices[i].Index); err == nil {
+				f.Devices[i].FreeVRAM = free
+			}
+		}
+		return
+	}
 	if f.Backend != wire.BackendCPU || len(f.Devices) != 1 || f.posed {
 		return
 	}

@@ -138,7 +138,9 @@ func (n *Node) liveFree() int64 {
 	if free < 0 {
 		return n.fp.UsableBytes
 	}
-	return free
+	// The node's own weights and memory pool count as used on the card,
+	// but they are what its next task renders with.
+	return free + n.fp.heldVRAM()
 }
 
 // MetricsAddr is the address /metrics listens on (empty without

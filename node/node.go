@@ -80,10 +80,21 @@ type Options struct {
 	// wire.CapabilityFFmpeg.
 	FFmpeg string
 
-	// Fingerprint overrides detection (tests, and the CUDA build).
+	// Backend is what the node renders on: auto (the default: CUDA when
+	// the binary has it and a GPU is present, else the CPU), cpu or cuda.
+	// See SelectBackend.
+	Backend string
+	// Device is the CUDA ordinal of the GPU to render on (default 0); run
+	// one node per GPU.
+	Device int
+	// GPUSource reports the machine's GPUs (default: DefaultGPUSource());
+	// tests pass a fake.
+	GPUSource GPUSource
+	// Fingerprint overrides detection (tests); the engine then renders on
+	// the CPU backend.
 	Fingerprint *Fingerprint
-	// VRAMBytes, when positive, poses the CPU node as having this much
-	// usable memory.
+	// VRAMBytes, when positive, poses a CPU node as having this much usable
+	// memory, and caps a CUDA node's.
 	VRAMBytes int64
 
 	// LeaseTTL is the etcd lease of the entry (default 10s).
@@ -141,14 +152,8 @@ func (o *Options) fill() error {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
-	if o.Fingerprint == nil {
-		fp, err := DetectCPU(o.VRAMBytes)
-		if err != nil {
-			return err
-		}
-		o.Fingerprint = &fp
-	}
-	return nil
+	// Picks the backend and fills o.Fingerprint when it is nil.
+	return o.detect(o.Backend, o.Device, o.GPUSource)
 }
 
 func (o *Options) validate() error {
@@ -432,6 +437,7 @@ func (n *Node) renderer() (Renderer, error) {
 		return &LoadTest{Delay: o.LoadTestDelay}, nil
 	}
 	return NewEngine(EngineOptions{
+		Backend:   n.fp.engine,
 		Models:    &Models{Dir: o.ModelsDir, CacheDir: o.CacheDir, Store: n.s3, Bucket: o.S3.Bucket},
 		MaxLoaded: o.MaxLoadedModels,
 		Inputs:    n.input,

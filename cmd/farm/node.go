@@ -39,6 +39,8 @@ type nodeConfig struct {
 	MaxLoadedModels int                `json:"max_loaded_models,omitempty"`
 	FFmpeg          string             `json:"ffmpeg,omitempty"`
 	MetricsListen   string             `json:"metrics_listen,omitempty"`
+	Backend         string             `json:"backend,omitempty"`
+	Device          *int               `json:"device,omitempty"`
 	DrainTimeout    string             `json:"drain_timeout,omitempty"`
 	LeaseTTL        string             `json:"lease_ttl,omitempty"`
 }
@@ -150,6 +152,7 @@ type nodeFlags struct {
 	configFile, id, labels, price         string
 	modelsDir, cacheDir, renderer, ffmpeg string
 	metricsListen                         string
+	compute                               backendFlags
 	loadtestDelay, drainTimeout, leaseTTL string
 	vramGiB, maxLoaded                    string
 	logLevel                              string
@@ -162,6 +165,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.labels, "labels", envOr("FARM_NODE_LABELS", ""), "labels shown in farm nodes, k=v,k=v ($FARM_NODE_LABELS)")
 	fs.StringVar(&f.price, "price-per-hour", envOr("FARM_PRICE_PER_HOUR", ""), "cost of the node per hour, in the config's currency (default USD): jobs, frames and manifests show what they cost ($FARM_PRICE_PER_HOUR)")
 	f.conn.registerAll(fs)
+	f.compute.register(fs)
 	fs.StringVar(&f.modelsDir, "models", envOr("FARM_MODELS", ""), "local models folder: NAME/ (diffusers) or NAME.safetensors ($FARM_MODELS)")
 	fs.StringVar(&f.cacheDir, "cache", envOr("FARM_CACHE", ""), "folder for models fetched from the model store ($FARM_CACHE; default: the user cache dir)")
 	fs.StringVar(&f.renderer, "renderer", envOr("FARM_RENDERER", ""), "engine (default) or loadtest: fixed time per image, tiny PNGs, for benchmarks ($FARM_RENDERER)")
@@ -246,6 +250,10 @@ func (f *nodeFlags) options() (node.Options, error) {
 		*dst = x
 	}
 	num("price-per-hour", f.price, &o.PricePerHour)
+	f.compute.fill(cfg.Backend, cfg.Device)
+	var bad []string
+	o.Backend, o.Device, bad = f.compute.parse()
+	problems = append(problems, bad...)
 	vram := cfg.VRAMGiB
 	num("vram-gib", f.vramGiB, &vram)
 	o.VRAMBytes = int64(vram * (1 << 30))

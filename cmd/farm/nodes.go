@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -12,7 +13,7 @@ import (
 )
 
 func init() {
-	register("nodes", "list the registered nodes: GPU, VRAM, state, current task", runNodes)
+	register("nodes", "list the registered nodes: backend, GPU, VRAM, driver, state, current task", runNodes)
 }
 
 func runNodes(ctx context.Context, args []string) error {
@@ -42,13 +43,30 @@ func runNodes(ctx context.Context, args []string) error {
 	if *asJSON {
 		return printJSON(os.Stdout, wire.NodeList{Nodes: nodes})
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tHOST\tBACKEND\tGPU\tVRAM USED/TOTAL\tSTATE\tTASK\tDONE\tFAILED\tLARGEST CLASS")
+	return printNodes(os.Stdout, nodes)
+}
+
+// printNodes writes the nodes as a table: on a CUDA node VRAM is the GPU's
+// (used = total - free, whoever uses it), on a CPU node the host memory it
+// renders with.
+func printNodes(w io.Writer, nodes []wire.NodeInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tHOST\tBACKEND\tGPU\tVRAM USED/TOTAL\tDRIVER\tSTATE\tTASK\tDONE\tFAILED\tCAPABILITIES\tLARGEST CLASS")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.ID, n.Host, n.Backend, gpuNames(n), vramUse(n),
-			n.State, dash(n.CurrentTask), n.TasksDone, n.TasksFailed, largestClass(n))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", n.ID, n.Host, n.Backend, gpuNames(n), vramUse(n),
+			driver(n), n.State, dash(n.CurrentTask), n.TasksDone, n.TasksFailed, dash(strings.Join(n.Capabilities, ",")), largestClass(n))
 	}
 	return tw.Flush()
+}
+
+// driver is the NVIDIA driver version of the node's GPUs, or "-".
+func driver(n wire.NodeInfo) string {
+	for _, g := range n.GPUs {
+		if g.DriverVersion != "" {
+			return g.DriverVersion
+		}
+	}
+	return "-"
 }
 
 func gpuNames(n wire.NodeInfo) string {

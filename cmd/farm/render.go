@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/latentfarm/latentfarm/diffusion/backend/cpu"
 	"github.com/latentfarm/latentfarm/diffusion/checkpoint"
 	"github.com/latentfarm/latentfarm/diffusion/pipeline"
 	"github.com/latentfarm/latentfarm/diffusion/scheduler"
@@ -31,7 +30,8 @@ const defaultSide = 512
 const renderUsage = `usage: farm render --model PATH --prompt TEXT --output FILE.png [flags]
        farm render --spec JOB.yaml --output DIR [--model PATH | --models DIR]
 
-Renders locally on the CPU, no farm needed. PATH is a diffusers folder or a
+Renders locally, no farm needed: on a GPU with a binary built with -tags cuda,
+else on the CPU (--backend, --device). PATH is a diffusers folder or a
 single-file .safetensors checkpoint.
 
 With --prompt it renders one image (--batch N for more seeds), from noise or
@@ -65,6 +65,7 @@ type renderFlags struct {
 	cfg, strength                                      float64
 	seed                                               uint64
 	quiet                                              bool
+	compute                                            backendFlags
 }
 
 func (rf *renderFlags) register(fs *flag.FlagSet) {
@@ -73,10 +74,10 @@ func (rf *renderFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&rf.negative, "negative-prompt", "", "negative prompt")
 	fs.IntVar(&rf.width, "width", 0, fmt.Sprintf("image width in pixels, a multiple of 8 (default: the init image's width plus --outpaint, else %d)", defaultSide))
 	fs.IntVar(&rf.height, "height", 0, fmt.Sprintf("image height in pixels, a multiple of 8 (default: the init image's height plus --outpaint, else %d)", defaultSide))
-	fs.IntVar(&rf.steps, "steps", 20, "denoising steps (with an init image, --strength of them run)")
-	fs.Float64Var(&rf.cfg, "cfg-scale", 7.5, "classifier-free guidance scale (1 or less turns guidance off)")
-	fs.StringVar(&rf.sampler, "sampler", "euler_a", "sampler: "+strings.Join(scheduler.Names(), ", "))
-	fs.StringVar(&rf.schedule, "schedule", scheduler.ScheduleDefault, "sigma schedule: "+strings.Join(scheduler.Schedules(), ", "))
+	fs.IntVar(&rf.steps, "steps", scheduler.DefaultSteps, "denoising steps (with an init image, --strength of them run)")
+	fs.Float64Var(&rf.cfg, "cfg-scale", scheduler.DefaultCFGScale, "classifier-free guidance scale (1 or less turns guidance off)")
+	fs.StringVar(&rf.sampler, "sampler", scheduler.DefaultSampler, "sampler: "+strings.Join(scheduler.Names(), ", "))
+	fs.StringVar(&rf.schedule, "schedule", scheduler.DefaultSchedule, "sigma schedule: "+strings.Join(scheduler.Schedules(), ", "))
 	fs.Uint64Var(&rf.seed, "seed", 0, "seed of the initial noise, as torch.Generator(\"cpu\").manual_seed(seed)")
 	fs.IntVar(&rf.batch, "batch", 1, "number of images; image i uses seed+i")
 	fs.IntVar(&rf.clipSkip, "clip-skip", 0, "skip the last N text encoder layers (diffusers' clip_skip; other tools print N+1)")
@@ -92,6 +93,7 @@ func (rf *renderFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&rf.spec, "spec", "", "render this job spec (YAML or JSON, as farm submit takes) instead of one prompt")
 	fs.StringVar(&rf.models, "models", "", "with --spec: folder holding the spec's model as NAME or NAME.safetensors (default ./"+localrender.DefaultModels+")")
 	fs.BoolVar(&rf.quiet, "quiet", false, "print no progress")
+	rf.compute.register(fs)
 }
 
 func (rf *renderFlags) checkpointOptions() checkpoint.Options {
@@ -131,7 +133,11 @@ func renderImages(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error 
 		return usagef("%s", strings.TrimPrefix(err.Error(), "pipeline: "))
 	}
 
-	b := cpu.New()
+	b, release, err := rf.compute.open(progressOut(rf.quiet))
+	if err != nil {
+		return err
+	}
+	defer release()
 	start := time.Now()
 	m, err := checkpoint.Load(b, rf.model, rf.checkpointOptions())
 	if err != nil {
@@ -185,6 +191,8 @@ func (rf *renderFlags) request(fs *flag.FlagSet) (pipeline.Request, []string) {
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	}
+	_, _, bad := rf.compute.parse()
+	problems = append(problems, bad...)
 	req := pipeline.Request{
 		Prompt: rf.prompt, NegativePrompt: rf.negative, Width: rf.width, Height: rf.height, Steps: rf.steps,
 		CFGScale: rf.cfg, Sampler: rf.sampler, Schedule: rf.schedule, Seed: rf.seed, ClipSkip: rf.clipSkip,
@@ -345,7 +353,7 @@ func renderOne(ctx context.Context, p *pipeline.Pipeline, req pipeline.Request, 
 
 // specFlags are the flags farm render --spec takes; the spec has the rest.
 var specFlags = map[string]bool{"spec": true, "output": true, "model": true, "models": true,
-	"config": true, "tokenizer": true, "vae": true, "quiet": true}
+	"config": true, "tokenizer": true, "vae": true, "quiet": true, "backend": true, "device": true}
 
 // renderSpec is farm render --spec: a whole job on this machine.
 func renderSpec(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
@@ -364,11 +372,18 @@ func renderSpec(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	}
+	_, _, bad := rf.compute.parse()
+	problems = append(problems, bad...)
 	if len(problems) > 0 {
 		return usagef("%s", strings.Join(problems, "; "))
 	}
+	b, release, err := rf.compute.open(progressOut(rf.quiet))
+	if err != nil {
+		return err
+	}
+	defer release()
 	o := localrender.Options{Spec: rf.spec, Output: rf.output, Model: rf.model, Models: rf.models,
-		Checkpoint: rf.checkpointOptions()}
+		Checkpoint: rf.checkpointOptions(), Backend: b}
 	if !rf.quiet {
 		o.Progress = specProgress(rf.output)
 	}

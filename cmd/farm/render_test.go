@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"image"
 	"image/png"
 	"io"
@@ -323,5 +324,28 @@ func TestRender_SpecBadFlags(t *testing.T) {
 		if code := run(append([]string{"render", "--quiet"}, tc.args...)); code != tc.code {
 			t.Errorf("farm render %s: exit code %d, want %d", strings.Join(tc.args, " "), code, tc.code)
 		}
+	}
+}
+
+// TestRender_DefaultsAreTheJobSpecs: farm render with no sampling flags
+// asks the engine for what a job spec without them asks the farm for, so
+// one seed gives one image either way.
+func TestRender_DefaultsAreTheJobSpecs(t *testing.T) {
+	fs := flag.NewFlagSet("render", flag.ContinueOnError)
+	var rf renderFlags
+	rf.register(fs)
+	if err := fs.Parse([]string{"--prompt", "x", "--model", "m", "--output", "x.png"}); err != nil {
+		t.Fatal(err)
+	}
+	req, problems := rf.request(fs)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	spec := wire.JobSpec{Model: "m", Prompts: []string{"x"}}
+	spec.Normalize()
+	got := [4]any{req.Sampler, req.Schedule, req.Steps, req.CFGScale}
+	want := [4]any{spec.Sampler, spec.Schedule, spec.Steps, spec.CFGScale}
+	if got != want {
+		t.Errorf("farm render defaults %v, a job spec's %v", got, want)
 	}
 }

@@ -19,8 +19,10 @@ type NodeInfo struct {
 	// CPUCores and MemoryBytes describe the host.
 	CPUCores    int   `json:"cpu_cores"`
 	MemoryBytes int64 `json:"memory_bytes"`
-	// UsableBytes is the memory a task may use: the smallest card's total
-	// VRAM on a CUDA node, the configured render budget on a CPU node.
+	// UsableBytes is the memory a task may use: on a CUDA node the free VRAM
+	// of its card when the node started, less a headroom (so a card shared
+	// with another process joins a smaller tier); on a CPU node the
+	// configured render budget.
 	UsableBytes int64 `json:"usable_bytes"`
 	// Classes are the task classes the node pulls (ClassesForNode).
 	Classes      []Class           `json:"classes"`
