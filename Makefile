@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/farm
 PKGS    := ./...
 
-.PHONY: all build deps test vet fmt-check demo bench bench-engine bench-farm clean kernels check-ptx check-cuda bench-gpu
+.PHONY: all build deps test vet fmt-check demo bench bench-engine bench-farm clean kernels check-ptx check-cuda bench-gpu images
 
 all: build
 
@@ -23,6 +23,7 @@ fmt-check:
 test: deps fmt-check vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	CGO_ENABLED=0 $(GO) test -count=1 ./diffusion/backend/...
+	$(MAKE) check-cuda
 
 demo: build
 	./scripts/demo.sh
@@ -40,8 +41,15 @@ bench-farm: deps
 clean:
 	rm -rf bin farm-data
 
-# CUDA (docs/CUDA.md). Not part of `test`: these need Debian's CUDA 11.8
-# toolkit (scripts/deps-cuda.sh, about 1.6 GB to download).
+# images builds the coordinator and CPU-node container images with buildah
+# (FROM scratch, binaries built here first) and smoke-runs them against a
+# real farm; see deploy/README.md.
+images:
+	./scripts/images.sh
+
+# CUDA (docs/CUDA.md). `test` ends with check-cuda, which installs Debian's
+# CUDA 11.8 toolkit first (scripts/deps-cuda.sh, about 1.6 GB to download,
+# two to three minutes on a fresh machine); no GPU is needed.
 # kernels regenerates kernels/*.ptx; the flags are pinned so that the same
 # nvcc gives byte-identical files (check-ptx verifies it).
 NVCC       ?= nvcc
@@ -72,6 +80,8 @@ check-cuda:
 	$(GO) vet -tags 'cuda bench' ./diffusion/backend/cuda/
 	$(GO) test -count=1 ./kernels/
 	$(GO) test -c -tags cuda -o /dev/null ./diffusion/backend/cuda/
+	$(GO) test -c -tags cuda -o /dev/null ./node/
+	$(GO) test -count=1 -tags cuda ./node/gpuinfo/
 
 # bench-gpu builds the binaries for a lent GPU machine into bin/gpu and
 # prints the one command to pass to the device tool (scripts/bench-gpu.sh).
