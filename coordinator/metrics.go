@@ -46,7 +46,7 @@ func NewMetrics() *Metrics {
 		running: prometheus.NewDesc("latentfarm_tasks_running",
 			"Tasks handed to a node and not yet acknowledged, per class.", []string{"class"}, nil),
 		gpuSecs: prometheus.NewDesc("latentfarm_gpu_seconds_total",
-			"Device seconds spent on each job still open (finished jobs leave the series).", []string{"job"}, nil),
+			"Device seconds spent on each job still open (finished jobs leave the series).", []string{"job_id"}, nil),
 		scrapeErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "latentfarm_coordinator_scrape_errors_total", Help: "Scrapes that could not read the task backlog from JetStream.",
 		}),

@@ -109,7 +109,7 @@ func TestFarm_MetricsHealthAndBacklog(t *testing.T) {
 	if v, ok := value(fams, "latentfarm_tasks_pending", map[string]string{"class": class}); !ok || v != 6 {
 		t.Errorf("latentfarm_tasks_pending{class=%q} = %v (%v), want 6 with no node", class, v, ok)
 	}
-	if _, ok := value(fams, "latentfarm_gpu_seconds_total", map[string]string{"job": st.ID}); !ok {
+	if _, ok := value(fams, "latentfarm_gpu_seconds_total", map[string]string{"job_id": st.ID}); !ok {
 		t.Errorf("no latentfarm_gpu_seconds_total for the open job %s", st.ID)
 	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
@@ -148,7 +148,7 @@ func TestFarm_MetricsHealthAndBacklog(t *testing.T) {
 			t.Errorf("coordinator %s%v = %v (present %v), want %v", tc.name, tc.labels, v, ok, tc.want)
 		}
 	}
-	if _, ok := value(fams, "latentfarm_gpu_seconds_total", map[string]string{"job": st.ID}); ok {
+	if _, ok := value(fams, "latentfarm_gpu_seconds_total", map[string]string{"job_id": st.ID}); ok {
 		t.Errorf("latentfarm_gpu_seconds_total still has the finished job %s", st.ID)
 	}
 	checkCosts(t, final, f.manifest(t, st.ID), 0.001)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	"github.com/latentfarm/latentfarm/k8s/internal/backlog"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -20,8 +21,15 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// overlays are the kustomizations people deploy (README.md).
-var overlays = []string{"overlays/dev", "overlays/gpu", "overlays/external"}
+// overlays are the kustomizations people deploy (README.md), the ones the
+// generator writes the pools' triggers for.
+var overlays = func() []string {
+	var out []string
+	for _, o := range backlog.Overlays {
+		out = append(out, o.Dir)
+	}
+	return out
+}()
 
 // apiTypes maps every apiVersion/kind the manifests may use to its Go type:
 // the built-in Kubernetes types (k8s.io/api) and KEDA's own (keda.sh).

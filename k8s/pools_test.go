@@ -1,19 +1,14 @@
 package k8s
 
 import (
-	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/expr-lang/expr"
-	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -101,141 +96,6 @@ func flagValue(args []string, name string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func TestNodePools_ScaleOnTheirClassBacklog(t *testing.T) {
-	for _, dir := range overlays {
-		t.Run(dir, func(t *testing.T) {
-			b := built(t, dir)
-			pools := nodePools(t, b)
-			scaled := typed[*kedav1alpha1.ScaledObject](b)
-			targets := map[string]bool{}
-			for _, p := range pools {
-				targets[p.Namespace+"/"+p.Name] = true
-				var mine []*kedav1alpha1.ScaledObject
-				for _, so := range scaled {
-					ref := so.Spec.ScaleTargetRef
-					if ref != nil && ref.Name == p.Deployment.Name && so.Namespace == p.Namespace &&
-						(ref.Kind == "" || ref.Kind == "Deployment") {
-						mine = append(mine, so)
-					}
-				}
-				if len(mine) != 1 {
-					t.Errorf("Deployment %s (class %s): %d ScaledObjects scale it, want exactly 1", p.Deployment.Name, p.Class, len(mine))
-					continue
-				}
-				checkBacklogScaling(t, b, p, mine[0])
-			}
-			for _, so := range scaled {
-				ref := so.Spec.ScaleTargetRef
-				if ref == nil || !slices.ContainsFunc(pools, func(p pool) bool { return p.Deployment.Name == ref.Name }) {
-					t.Errorf("ScaledObject %s scales no node Deployment", so.Name)
-				}
-			}
-		})
-	}
-}
-
-// checkBacklogScaling holds so to the contract: three nats-jetstream
-// triggers, one per priority, on exactly the class's consumers of TASKS;
-// a formula that adds them once each; AverageValue on a target; scale to 0.
-func checkBacklogScaling(t *testing.T, b *build, p pool, so *kedav1alpha1.ScaledObject) {
-	t.Helper()
-	name := "ScaledObject " + so.Name
-	var want, got []string
-	for _, prio := range wire.Priorities {
-		want = append(want, wire.TaskConsumer(p.Class, prio))
-	}
-	for _, tr := range so.Spec.Triggers {
-		m := tr.Metadata
-		got = append(got, m["consumer"])
-		if tr.Type != natsJetStreamScaler {
-			t.Errorf("%s: trigger %q has type %q, want %s", name, tr.Name, tr.Type, natsJetStreamScaler)
-		}
-		if prio := wire.Priority(tr.Name); !prio.Valid() || m["consumer"] != wire.TaskConsumer(p.Class, prio) {
-			t.Errorf("%s: trigger %q reads consumer %q: name each trigger for its priority and read tasks_<class>_<priority>", name, tr.Name, m["consumer"])
-		}
-		if m["stream"] != wire.TasksStream {
-			t.Errorf("%s: trigger %q: stream %q, want %s", name, tr.Name, m["stream"], wire.TasksStream)
-		}
-		if m["account"] != "$G" {
-			t.Errorf("%s: trigger %q: account %q, want $G (the default account)", name, tr.Name, m["account"])
-		}
-		checkMonitoringEndpoint(t, b, so, tr)
-	}
-	slices.Sort(want)
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("%s: triggers read consumers %v, want exactly %v", name, got, want)
-	}
-	if so.Spec.MinReplicaCount == nil || *so.Spec.MinReplicaCount != 0 {
-		t.Errorf("%s: minReplicaCount must be 0 (an idle class costs nothing)", name)
-	}
-	if so.Spec.CooldownPeriod == nil || *so.Spec.CooldownPeriod <= 0 {
-		t.Errorf("%s: no cooldownPeriod before scaling to zero", name)
-	}
-	if so.Spec.MaxReplicaCount == nil || *so.Spec.MaxReplicaCount < 1 {
-		t.Errorf("%s: maxReplicaCount must be set, at least 1", name)
-	}
-	if !so.IsUsingModifiers() {
-		t.Errorf("%s: no spec.advanced.scalingModifiers: the class's backlog is the sum of its three triggers", name)
-		return
-	}
-	sm := so.Spec.Advanced.ScalingModifiers
-	if sm.MetricType != autoscalingv2.AverageValueMetricType {
-		t.Errorf("%s: scalingModifiers.metricType %q, want AverageValue (nodes = backlog / target)", name, sm.MetricType)
-	}
-	if v, err := strconv.ParseFloat(sm.Target, 64); err != nil || v <= 0 {
-		t.Errorf("%s: scalingModifiers.target %q: want a positive number of tasks per node", name, sm.Target)
-	}
-	// The formula, as KEDA compiles it, must give exactly the sum: trigger
-	// i reads 10^i tasks, so any trigger left out, counted twice or scaled
-	// shows in the digits.
-	prog, err := kedav1alpha1.ValidateAndCompileScalingModifiers(so.DeepCopy())
-	if err != nil {
-		t.Errorf("%s: formula %q: %v", name, sm.Formula, err)
-		return
-	}
-	env, sum := map[string]float64{}, 0.0
-	for i, tr := range so.Spec.Triggers {
-		env[tr.Name] = math.Pow(10, float64(i))
-		sum += env[tr.Name]
-	}
-	res, err := expr.Run(prog, env)
-	if err != nil {
-		t.Errorf("%s: formula %q: %v", name, sm.Formula, err)
-	} else if v, ok := res.(float64); !ok || v != sum {
-		t.Errorf("%s: formula %q gives %v for triggers %v, want their sum %v", name, sm.Formula, res, env, sum)
-	}
-}
-
-// checkMonitoringEndpoint: a trigger reads the NATS monitoring endpoint of
-// the in-cluster NATS (nats.<namespace>.svc:8222, whose Service must exist),
-// or takes it from a TriggerAuthentication (overlays/external).
-func checkMonitoringEndpoint(t *testing.T, b *build, so *kedav1alpha1.ScaledObject, tr kedav1alpha1.ScaleTriggers) {
-	t.Helper()
-	ep, inMetadata := tr.Metadata["natsServerMonitoringEndpoint"]
-	switch {
-	case inMetadata:
-		want := fmt.Sprintf("nats.%s.svc:8222", so.Namespace)
-		if ep != want {
-			t.Errorf("ScaledObject %s: trigger %q: natsServerMonitoringEndpoint %q, want %q", so.Name, tr.Name, ep, want)
-		}
-		found := false
-		for _, svc := range typed[*corev1.Service](b) {
-			for _, port := range svc.Spec.Ports {
-				found = found || (svc.Name == "nats" && svc.Namespace == so.Namespace && port.Port == 8222)
-			}
-		}
-		if !found {
-			t.Errorf("ScaledObject %s: trigger %q reads %s, but the build has no Service nats with port 8222", so.Name, tr.Name, ep)
-		}
-	case tr.AuthenticationRef != nil:
-		// checkKEDA has found the TriggerAuthentication and that it gives
-		// natsServerMonitoringEndpoint; TestSecrets_* checks its Secret.
-	default:
-		t.Errorf("ScaledObject %s: trigger %q: no natsServerMonitoringEndpoint and no authenticationRef", so.Name, tr.Name)
-	}
 }
 
 func TestOverlays_PoolsForEveryClass(t *testing.T) {
