@@ -44,20 +44,14 @@ func TestRender_ReproducesGoldenImages(t *testing.T) {
 			args := append([]string{"render", "--prompt", "a photo of an astronaut riding a horse on mars",
 				"--negative-prompt", "", "--steps", "10", "--cfg-scale", "7.5", "--width", "16", "--height", "16",
 				"--output", out, "--quiet"}, tc.args...)
-			if code := run(args); code != 0 {
-				t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
+			if worst := renderLevels(t, args, out, tc.golden); worst > 1 {
+				t.Errorf("image differs from the golden by up to %d levels, want at most 1", worst)
 			}
 			f, err := os.Open(out)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			if worst := goldenLevels(t, f, tc.golden); worst > 1 {
-				t.Errorf("image differs from the golden by up to %d levels, want at most 1", worst)
-			}
-			if _, err := f.Seek(0, 0); err != nil {
-				t.Fatal(err)
-			}
 			texts, err := pipeline.ReadPNGText(f)
 			if err != nil {
 				t.Fatal(err)
@@ -158,15 +152,7 @@ func TestRender_ImageModesReproduceGoldens(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "x.png")
 			args := append([]string{"render", "--negative-prompt", "", "--steps", "10", "--cfg-scale", "7.5",
 				"--output", out, "--quiet"}, tc.args...)
-			if code := run(args); code != 0 {
-				t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
-			}
-			f, err := os.Open(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			worst := goldenLevels(t, f, tc.golden)
+			worst := renderLevels(t, args, out, tc.golden)
 			t.Logf("%s: worst difference %d levels", tc.golden, worst)
 			if worst > 1 {
 				t.Errorf("image differs from the golden by up to %d levels, want at most 1", worst)
@@ -348,4 +334,19 @@ func TestRender_DefaultsAreTheJobSpecs(t *testing.T) {
 	if got != want {
 		t.Errorf("farm render defaults %v, a job spec's %v", got, want)
 	}
+}
+
+// renderLevels runs farm with args, which write the PNG out, and returns
+// how many 8-bit levels it is off the golden image at most.
+func renderLevels(t *testing.T, args []string, out, golden string) int {
+	t.Helper()
+	if code := run(args); code != 0 {
+		t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return goldenLevels(t, f, golden)
 }
