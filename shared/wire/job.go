@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -159,11 +160,20 @@ func ParsePadding(s string) (Padding, error) {
 func ParseJobSpec(data []byte) (JobSpec, error) {
 	var s JobSpec
 	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '{' {
+	isJSON := len(trimmed) > 0 && trimmed[0] == '{'
+	if err := checkUTF8(trimmed, isJSON); err != nil {
+		return JobSpec{}, err
+	}
+	if isJSON {
 		dec := json.NewDecoder(bytes.NewReader(trimmed))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&s); err != nil {
 			return JobSpec{}, fmt.Errorf("wire: job spec: %w", err)
+		}
+		// One JSON value and nothing after it: trailing data is a broken or
+		// concatenated spec, not something to ignore.
+		if _, err := dec.Token(); err != io.EOF {
+			return JobSpec{}, fmt.Errorf("wire: job spec: data after the JSON object at offset %d", dec.InputOffset())
 		}
 		return s, nil
 	}
@@ -171,6 +181,15 @@ func ParseJobSpec(data []byte) (JobSpec, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&s); err != nil {
 		return JobSpec{}, fmt.Errorf("wire: job spec: %w", err)
+	}
+	// One YAML document: a second one (valid or not) is refused.
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == io.EOF:
+	case err != nil:
+		return JobSpec{}, fmt.Errorf("wire: job spec: a second YAML document, which does not parse: %w", err)
+	default:
+		return JobSpec{}, fmt.Errorf("wire: job spec: more than one YAML document (line %d); a spec is one document", extra.Line)
 	}
 	return s, nil
 }

@@ -274,3 +274,41 @@ func TestSplit_RangeSeedsCoverEveryFrameOnce(t *testing.T) {
 }
 
 func itoa(v int64) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestParseJobSpec_OneValueOnly(t *testing.T) {
+	for name, tc := range map[string]struct{ in, want string }{
+		"json with trailing junk":   {`{"model": "m", "prompts": ["a"]} x`, "data after the JSON object"},
+		"two json objects":          {`{"model": "m"} {"model": "n"}`, "data after the JSON object"},
+		"yaml with a broken second": {"model: m\nprompts: [a]\n---\nmodel: [\n", "second YAML document"},
+		"yaml with a second":        {"model: m\n---\nmodel: n\n", "more than one YAML document"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseJobSpec([]byte(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	for _, ok := range []string{"{\"model\": \"m\"}\n\n", "model: m\n", "---\nmodel: m\n", "model: m\n...\n"} {
+		if _, err := ParseJobSpec([]byte(ok)); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+}
+
+func TestParseJobSpec_InvalidUTF8NamesTheField(t *testing.T) {
+	for _, tc := range []struct{ in, field string }{
+		{"{\"model\": \"m\", \"prompts\": [\"ok\", \"bad \xff\"]}", "prompts[1]"},
+		{"{\"model\": \"m\", \"negative_prompt\": \"\xc3\"}", "negative_prompt"},
+		{"{\"kind\": \"animation\", \"keyframes\": [{\"frame\": 0, \"prompt\": \"a\"}, {\"frame\": 9, \"prompt\": \"b\xfe\"}]}", "keyframes[1].prompt"},
+	} {
+		_, err := ParseJobSpec([]byte(tc.in))
+		fe, ok := AsFieldErrors(err)
+		if !ok || !fe.Has(tc.field) || !strings.Contains(err.Error(), "not valid UTF-8") {
+			t.Errorf("%q: got %v, want a UTF-8 error on %s", tc.in, err, tc.field)
+		}
+	}
+	if _, err := ParseJobSpec([]byte("model: \"m\xff\"\n")); err == nil || !strings.Contains(err.Error(), "not valid UTF-8 at byte 9 (line 1)") {
+		t.Errorf("yaml with a bad byte: %v", err)
+	}
+}
