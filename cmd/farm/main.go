@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -81,12 +82,26 @@ func usage() {
 	fmt.Fprintf(os.Stderr, "\nRun 'farm <command> -h' for the flags of a command.\n")
 }
 
+// helpFlags are the ways to ask a command for help.
+var helpFlags = map[string]bool{"-h": true, "-help": true, "--help": true}
+
+// commandHelp prints the summary of a command that has no flags to print.
+func commandHelp(name string, c command) {
+	fmt.Fprintf(os.Stderr, "usage: farm %s <command> [flags]\n\n%s\n\nRun 'farm %s <command> -h' for the flags of a command.\n", name, c.summary, name)
+}
+
+// stdin and stdout are the standard streams; tests replace them.
+var (
+	stdin  io.Reader = os.Stdin
+	stdout io.Writer = os.Stdout
+)
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || helpFlags[args[0]] || args[0] == "help" {
 		usage()
 		if len(args) == 0 {
 			return 2
@@ -110,6 +125,12 @@ func run(args []string) int {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue) && len(args) > 1 && helpFlags[args[1]]:
+		// A command of subcommands ("farm model") takes no flags of its own
+		// and refuses -h as an unknown subcommand: asked for help, it gets
+		// its summary, and each subcommand answers -h itself.
+		commandHelp(args[0], c)
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(os.Stderr, "farm %s: %v\n", args[0], err)

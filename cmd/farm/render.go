@@ -28,6 +28,7 @@ func init() {
 const defaultSide = 512
 
 const renderUsage = `usage: farm render --model PATH --prompt TEXT --output FILE.png [flags]
+       farm render --model PATH --from-png IMAGE.png --output FILE.png [flags]
        farm render --spec JOB.yaml --output DIR [--model PATH | --models DIR]
 
 Renders locally, no farm needed: on a GPU with a binary built with -tags cuda,
@@ -41,6 +42,12 @@ and the new area is painted. The size then defaults to the image's plus
 --outpaint. An inpainting model (9-channel UNet) conditions on the mask; any
 other model blends the kept area back at every step.
 
+With --from-png it renders again from the settings an image carries (farm's
+or AUTOMATIC1111's "parameters" text, as farm png-info prints it), as the
+webui's "Send to txt2img" does: the prompt, negative prompt, steps, sampler,
+schedule, CFG scale, seed, size and clip skip, and with --init-image the
+denoising strength. Flags given on the command line win over the image's.
+
 With --spec it renders a whole job spec as farm submit takes it, a batch or an
 animation, to DIR: frames/NNNNNN.png, manifest.json and, for an animation,
 animation.gif and animation.mp4 (when ffmpeg is on PATH). The spec's model is
@@ -51,6 +58,7 @@ Examples:
   farm render --model models/demo --prompt 'a castle' --init-image sketch.png --strength 0.6 --output castle.png
   farm render --model models/sd15-inpaint --prompt 'a red bench' --init-image park.png --mask bench.png --output bench.png
   farm render --model models/demo --prompt 'a long beach' --init-image beach.png --outpaint 64,0,64,0 --output wide.png
+  farm render --model models/demo --from-png out.png --seed 2 --output again.png
   farm render --spec animation.yaml --output out --models models
 
 `
@@ -60,7 +68,8 @@ type renderFlags struct {
 	model, prompt, negative, sampler, schedule, output string
 	config, tokenizer, vae                             string
 	initImage, mask, outpaint                          string
-	spec, models                                       string
+	spec, models, fromPNG                              string
+	pngModel, pngHash                                  string // the model --from-png names
 	width, height, steps, batch, clipSkip              int
 	cfg, strength                                      float64
 	seed                                               uint64
@@ -91,6 +100,7 @@ func (rf *renderFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&rf.vae, "vae", "", "replacement VAE: diffusers vae folder or .safetensors file")
 	fs.StringVar(&rf.output, "output", "", "output PNG file (with --batch N, NAME-SEED.png for each image); with --spec, the output folder (required)")
 	fs.StringVar(&rf.spec, "spec", "", "render this job spec (YAML or JSON, as farm submit takes) instead of one prompt")
+	fs.StringVar(&rf.fromPNG, "from-png", "", "take the prompt and settings from this PNG's parameters text (farm's or AUTOMATIC1111's); flags given win")
 	fs.StringVar(&rf.models, "models", "", "with --spec: folder holding the spec's model as NAME or NAME.safetensors (default ./"+localrender.DefaultModels+")")
 	fs.BoolVar(&rf.quiet, "quiet", false, "print no progress")
 	rf.compute.register(fs)
@@ -119,6 +129,11 @@ func runRender(ctx context.Context, args []string) error {
 
 // renderImages is farm render without --spec: one request, --batch seeds.
 func renderImages(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
+	if rf.fromPNG != "" {
+		if err := rf.applyPNG(fs); err != nil {
+			return err
+		}
+	}
 	req, problems := rf.request(fs)
 	if len(problems) > 0 {
 		return usagef("%s", strings.Join(problems, "; "))
@@ -145,6 +160,10 @@ func renderImages(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error 
 	}
 	if !rf.quiet {
 		fmt.Fprintf(os.Stderr, "loaded %s (%s, hash %s) in %.1fs\n", m.Name, m.Family, m.Hash, time.Since(start).Seconds())
+	}
+	if rf.pngHash != "" && rf.pngHash != m.Hash {
+		fmt.Fprintf(os.Stderr, "note: %s was made with model %s (hash %s), not %s (hash %s): the image will differ\n",
+			rf.fromPNG, cmp.Or(rf.pngModel, "?"), rf.pngHash, m.Name, m.Hash)
 	}
 	p := pipeline.New(b, m)
 	for i := 0; i < rf.batch; i++ {
@@ -221,6 +240,75 @@ func (rf *renderFlags) request(fs *flag.FlagSet) (pipeline.Request, []string) {
 		problems = append(problems, strings.TrimPrefix(err.Error(), "pipeline: "))
 	}
 	return req, problems
+}
+
+// pngFlags are the flags each field of a parameters text fills: every
+// field pipeline.Infotext.Request can refuse.
+var pngFlags = map[string][]string{
+	"Steps": {"steps"}, "Sampler": {"sampler"}, "Schedule type": {"schedule"}, "CFG scale": {"cfg-scale"},
+	"Seed": {"seed"}, "Size": {"width", "height"}, "Clip skip": {"clip-skip"}, "Denoising strength": {"strength"},
+}
+
+// applyPNG fills the flags not given on the command line from the
+// parameters text of --from-png, as the webui's "Send to txt2img" fills its
+// form. The size comes from the init image when there is one, and the
+// denoising strength only applies to one. A field the engine cannot use
+// (another sampler) is an error unless its flag is given.
+func (rf *renderFlags) applyPNG(fs *flag.FlagSet) error {
+	text, err := readParameters(rf.fromPNG)
+	if err != nil {
+		return fmt.Errorf("--from-png %w", err)
+	}
+	it := pipeline.ParseInfotext(text)
+	if len(it.Fields) == 0 {
+		return fmt.Errorf("--from-png %s: %w", rf.fromPNG, pipeline.ErrNoSettings)
+	}
+	req, model, hash, perr := it.Request()
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	withImage := rf.initImage != ""
+	ignored := map[string]bool{"Size": withImage, "Denoising strength": !withImage}
+	var problems []string
+	for _, pe := range parameterErrors(perr) {
+		flags := pngFlags[pe.Key]
+		if ignored[pe.Key] || len(flags) > 0 && !slices.ContainsFunc(flags, func(f string) bool { return !given[f] }) {
+			continue // its flags replace it
+		}
+		problems = append(problems, fmt.Sprintf("%s %q: %v (give --%s)", pe.Key, pe.Value, pe.Err, strings.Join(flags, " and --")))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("--from-png %s: %s", rf.fromPNG, strings.Join(problems, "; "))
+	}
+	has := func(key string) bool { _, ok := it.Get(key); return ok }
+	for _, f := range []struct {
+		flag string
+		from bool
+		set  func()
+	}{
+		{"prompt", true, func() { rf.prompt = req.Prompt }},
+		{"negative-prompt", true, func() { rf.negative = req.NegativePrompt }},
+		{"steps", has("Steps"), func() { rf.steps = req.Steps }},
+		{"sampler", req.Sampler != "", func() { rf.sampler = req.Sampler }},
+		{"schedule", true, func() { rf.schedule = req.Schedule }},
+		{"cfg-scale", has("CFG scale"), func() { rf.cfg = req.CFGScale }},
+		{"seed", has("Seed"), func() { rf.seed = req.Seed }},
+		{"clip-skip", true, func() { rf.clipSkip = req.ClipSkip }},
+		{"width", has("Size") && !withImage, func() { rf.width = req.Width }},
+		{"height", has("Size") && !withImage, func() { rf.height = req.Height }},
+		{"strength", has("Denoising strength") && withImage, func() { rf.strength = req.Strength }},
+	} {
+		if f.from && !given[f.flag] {
+			f.set()
+		}
+	}
+	if rf.model == "" && model+hash != "" {
+		return usagef("--model is required: %s was made with model %s (hash %s)", rf.fromPNG, cmp.Or(model, "?"), cmp.Or(hash, "?"))
+	}
+	rf.pngModel, rf.pngHash = model, hash
+	for _, n := range reproductionNotes(it) {
+		fmt.Fprintf(os.Stderr, "note: %s: %s\n", rf.fromPNG, n)
+	}
+	return nil
 }
 
 // imageProblems checks the image flags that need no file read, and sets

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -296,6 +297,7 @@ func TestRender_SpecBadFlags(t *testing.T) {
 		{[]string{"--spec", bad}, 2, "--output is required (the folder to write)"},
 		{[]string{"--spec", bad, "--output", dir, "--prompt", "x", "--seed", "3"}, 2, "--prompt: not with --spec (set it in the spec); --seed: not with --spec"},
 		{[]string{"--spec", bad, "--output", dir, "--model", "m", "--models", "d"}, 2, "give --model PATH or --models DIR, not both"},
+		{[]string{"--spec", bad, "--output", dir, "--from-png", "x.png"}, 2, "--from-png: not with --spec (set it in the spec)"},
 		{[]string{"--model", "m", "--prompt", "x", "--output", "x.png", "--models", "d"}, 2, "--models names a folder of models for --spec"},
 		{[]string{"--spec", bad, "--output", dir, "--models", testfixtures.Dir(t)}, 1,
 			bad + ": the job was refused (2 problems):\n  width: 20 is not a multiple of 8\n  steps: 900 outside 1..150"},
@@ -349,4 +351,142 @@ func renderLevels(t *testing.T, args []string, out, golden string) int {
 	}
 	defer f.Close()
 	return goldenLevels(t, f, golden)
+}
+
+// TestRender_FromPNGSamePixels renders an image, then renders it again from
+// the settings it carries: the same pixels and the same parameters text.
+// A flag given with --from-png wins over the image's setting.
+func TestRender_FromPNGSamePixels(t *testing.T) {
+	model := filepath.Join(testfixtures.Dir(t), "model")
+	dir := t.TempDir()
+	first, again, other := filepath.Join(dir, "first.png"), filepath.Join(dir, "again.png"), filepath.Join(dir, "other.png")
+	args := []string{"render", "--model", model, "--prompt", `a red fox, "oil": 1.2`, "--negative-prompt", "blurry, low quality",
+		"--width", "16", "--height", "24", "--steps", "4", "--cfg-scale", "6.5", "--sampler", "dpmpp_2m", "--schedule", "karras",
+		"--clip-skip", "1", "--seed", "77", "--output", first, "--quiet"}
+	if code := run(args); code != 0 {
+		t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
+	}
+	if code := run([]string{"render", "--model", model, "--from-png", first, "--output", again, "--quiet"}); code != 0 {
+		t.Fatalf("render --from-png: exit code %d", code)
+	}
+	if !samePixels(t, first, again) {
+		t.Error("the image rendered from the PNG's settings differs from the PNG")
+	}
+	text, textAgain := pngParameters(t, first), pngParameters(t, again)
+	if text != textAgain {
+		t.Errorf("parameters\n%q\nrendered again as\n%q", text, textAgain)
+	}
+	if code := run([]string{"render", "--model", model, "--from-png", first, "--seed", "78", "--steps", "3", "--output", other, "--quiet"}); code != 0 {
+		t.Fatalf("render --from-png --seed 78: exit code %d", code)
+	}
+	want := strings.Replace(strings.Replace(text, "Seed: 77", "Seed: 78", 1), "Steps: 4", "Steps: 3", 1)
+	if got := pngParameters(t, other); got != want {
+		t.Errorf("with --seed 78 --steps 3:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestRender_FromPNGFlags checks which flags --from-png fills from a
+// parameters text, the webui's included, and what it refuses.
+func TestRender_FromPNGFlags(t *testing.T) {
+	dir := t.TempDir()
+	webui := filepath.Join(dir, "webui.png")
+	writePNG(t, webui, webuiText)
+	sde := filepath.Join(dir, "sde.png")
+	writePNG(t, sde, "a fox\nSteps: 20, Sampler: DPM++ SDE, Schedule type: Karras, CFG scale: 7, Seed: 3, Size: 64x64, Model: x")
+	noSettings := filepath.Join(dir, "prompt.png")
+	writePNG(t, noSettings, "just a prompt")
+	initImage := filepath.Join(testfixtures.Dir(t), "golden", "img2img_init_image.png")
+	base := []string{"--model", "m", "--output", "x.png"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want renderFlags // the fields compared; zero for an error
+		err  string
+	}{
+		{"webui", []string{"--from-png", webui}, renderFlags{prompt: "a lighthouse at dusk, oil painting, <lora:add_detail:0.6>",
+			negative: "(worst quality, low quality:1.4)", steps: 12, sampler: "dpmpp_2m", schedule: "karras", cfg: 6.5, seed: 2736491823,
+			width: 16, height: 24, clipSkip: 1}, ""},
+		{"flags win", []string{"--from-png", webui, "--prompt", "a castle", "--seed", "5", "--schedule", "default", "--width", "32", "--clip-skip", "0"},
+			renderFlags{prompt: "a castle", negative: "(worst quality, low quality:1.4)", steps: 12, sampler: "dpmpp_2m", schedule: "default",
+				cfg: 6.5, seed: 5, width: 32, height: 24}, ""},
+		{"with an init image", []string{"--from-png", webui, "--init-image", initImage}, renderFlags{prompt: "a lighthouse at dusk, oil painting, <lora:add_detail:0.6>",
+			negative: "(worst quality, low quality:1.4)", steps: 12, sampler: "dpmpp_2m", schedule: "karras", cfg: 6.5, seed: 2736491823,
+			clipSkip: 1, strength: 0.45}, ""},
+		{"unknown sampler", []string{"--from-png", sde}, renderFlags{}, `Sampler "DPM++ SDE": farm has no such sampler (it has Euler, Euler a, DDIM, DPM++ 2M) (give --sampler)`},
+		{"unknown sampler replaced", []string{"--from-png", sde, "--sampler", "euler"}, renderFlags{prompt: "a fox", steps: 20, sampler: "euler",
+			schedule: "karras", cfg: 7, seed: 3, width: 64, height: 64}, ""},
+		{"no settings", []string{"--from-png", noSettings}, renderFlags{}, "no settings line"},
+		{"missing", []string{"--from-png", filepath.Join(dir, "missing.png")}, renderFlags{}, "no such file or directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			quietStderr(t)
+			fs := flag.NewFlagSet("render", flag.ContinueOnError)
+			var rf renderFlags
+			rf.register(fs)
+			if err := fs.Parse(append(slices.Clone(base), tc.args...)); err != nil {
+				t.Fatal(err)
+			}
+			err := rf.applyPNG(fs)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("error %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := renderFlags{prompt: rf.prompt, negative: rf.negative, steps: rf.steps, sampler: rf.sampler, schedule: rf.schedule,
+				cfg: rf.cfg, seed: rf.seed, width: rf.width, height: rf.height, clipSkip: rf.clipSkip, strength: rf.strength}
+			if got != tc.want {
+				t.Errorf("flags\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
+	// Without --model it says which model the image was made with.
+	quietStderr(t)
+	err := runRender(context.Background(), []string{"--from-png", webui, "--output", "x.png"})
+	var ue *usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--model is required: "+webui+" was made with model v1-5-pruned-emaonly (hash 6ce0161689)") {
+		t.Errorf("without --model: %v", err)
+	}
+}
+
+// pngParameters returns the parameters text of the PNG at path.
+func pngParameters(t *testing.T, path string) string {
+	t.Helper()
+	text, err := readParameters(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
+// samePixels reports whether two PNG files hold the same image.
+func samePixels(t *testing.T, a, b string) bool {
+	t.Helper()
+	var imgs [2]image.Image
+	for i, path := range []string{a, b} {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs[i], err = png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if imgs[0].Bounds() != imgs[1].Bounds() {
+		return false
+	}
+	r := imgs[0].Bounds()
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			if imgs[0].At(x, y) != imgs[1].At(x, y) {
+				return false
+			}
+		}
+	}
+	return true
 }

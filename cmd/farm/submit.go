@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -15,7 +16,7 @@ import (
 )
 
 func init() {
-	register("submit", "submit a job from JOB.yaml|JOB.json or from flags", runSubmit)
+	register("submit", "submit a job from JOB.yaml|JOB.json (- for stdin) or from flags", runSubmit)
 }
 
 // stringList is a repeatable string flag.
@@ -31,7 +32,7 @@ type submitFlags struct {
 	initImage, mask, outpaint                                      string
 	strength                                                       float64
 	prompts                                                        stringList
-	seedStart                                                      int64
+	seedStart, seed                                                int64
 	count, width, height, steps, clipSkip, framesPerTask, retries  int
 	cfg                                                            float64
 }
@@ -44,17 +45,20 @@ func (sf *submitFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.backend, "backend", "", "pin the backend: cpu or cuda (default either)")
 	fs.Var(&sf.prompts, "prompt", "a prompt (repeatable)")
 	fs.StringVar(&sf.promptsFile, "prompts-file", "", "file of prompts, one a line (# comments)")
-	fs.StringVar(&sf.negative, "negative", "", "negative prompt")
+	fs.StringVar(&sf.negative, "negative-prompt", "", "negative prompt")
+	fs.StringVar(&sf.negative, "negative", "", "alias of --negative-prompt")
+	fs.Int64Var(&sf.seed, "seed", 0, "one seed (instead of --seeds or --seed-start)")
 	fs.StringVar(&sf.seeds, "seeds", "", "comma-separated seeds (instead of --seed-start/--count)")
 	fs.Int64Var(&sf.seedStart, "seed-start", 0, "first seed of a range")
 	fs.IntVar(&sf.count, "count", 0, "images per prompt (seeds seed-start, seed-start+1, ...)")
 	fs.IntVar(&sf.width, "width", 0, "image width (default 512)")
 	fs.IntVar(&sf.height, "height", 0, "image height (default 512)")
-	fs.IntVar(&sf.steps, "steps", 0, "denoising steps (default 20)")
-	fs.Float64Var(&sf.cfg, "cfg", 0, "classifier-free guidance scale (default 7.5)")
+	fs.IntVar(&sf.steps, "steps", 0, fmt.Sprintf("denoising steps (default %d)", scheduler.DefaultSteps))
+	fs.Float64Var(&sf.cfg, "cfg-scale", 0, fmt.Sprintf("classifier-free guidance scale (default %g)", scheduler.DefaultCFGScale))
+	fs.Float64Var(&sf.cfg, "cfg", 0, "alias of --cfg-scale")
 	fs.StringVar(&sf.sampler, "sampler", "", "sampler: "+strings.Join(scheduler.Names(), ", ")+" (default "+wire.SamplerEuler+")")
 	fs.StringVar(&sf.schedule, "schedule", "", "sigma schedule: "+strings.Join(scheduler.Schedules(), ", "))
-	fs.IntVar(&sf.clipSkip, "clip-skip", 0, "text encoder layers to skip from the end")
+	fs.IntVar(&sf.clipSkip, "clip-skip", 0, "skip the last N text encoder layers (diffusers' clip_skip; other tools print N+1)")
 	fs.StringVar(&sf.priority, "priority", "", "high, normal (default) or low")
 	fs.IntVar(&sf.framesPerTask, "frames-per-task", 0, "frames per task (default 4)")
 	fs.IntVar(&sf.retries, "max-retries", 0, "times a failed task runs again (default 3)")
@@ -66,6 +70,15 @@ func (sf *submitFlags) register(fs *flag.FlagSet) {
 
 // apply copies every flag that was set onto spec.
 func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
+	var seedFlags []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "seed" || f.Name == "seeds" || f.Name == "seed-start" {
+			seedFlags = append(seedFlags, "--"+f.Name)
+		}
+	})
+	if len(seedFlags) > 1 {
+		return usagef("%s: give one of --seed, --seeds or --seed-start", strings.Join(seedFlags, " and "))
+	}
 	var err error
 	keep := func(e error) { // the first error wins
 		if err == nil {
@@ -90,8 +103,10 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 			if e := spec.LoadPromptsFile(sf.promptsFile); e != nil {
 				err = e
 			}
-		case "negative":
+		case "negative-prompt", "negative":
 			spec.NegativePrompt = sf.negative
+		case "seed":
+			spec.Seeds = wire.Seeds{List: []int64{sf.seed}}
 		case "seeds":
 			spec.Seeds = wire.Seeds{}
 			for _, s := range strings.Split(sf.seeds, ",") {
@@ -116,7 +131,7 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 			keep(positiveFlag(f.Name, sf.height, &spec.Height))
 		case "steps":
 			keep(positiveFlag(f.Name, sf.steps, &spec.Steps))
-		case "cfg":
+		case "cfg-scale", "cfg":
 			spec.CFGScale = sf.cfg
 		case "sampler":
 			spec.Sampler = sf.sampler
@@ -158,14 +173,17 @@ func runSubmit(ctx context.Context, args []string) error {
 	wait := fs.Bool("wait", false, "follow the job until it ends (exit status 1 unless it is done)")
 	asJSON := fs.Bool("json", false, "print the accepted job as JSON")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm submit [JOB.yaml|JOB.json] [flags]\n\n"+
-			"Submits a job from a spec file, from flags, or from a file with flags\n"+
+		fmt.Fprintf(fs.Output(), "usage: farm submit [JOB.yaml|JOB.json|-] [flags]\n\n"+
+			"Submits a job from a spec file (- reads it from stdin), from flags, or from a file with flags\n"+
 			"overriding its fields: a batch (prompts x seeds), an animation (kind: animation,\n"+
 			"keyframes; spec file only), or image edits with --init-image, --mask, --outpaint.\n"+
 			"Local images are checked, then uploaded before the job is sent. Examples:\n"+
 			"  farm submit --model sd15 --prompt 'a lighthouse at dusk' --seed-start 1 --count 64 --wait\n"+
 			"  farm submit --model sd15 --prompt 'a castle' --init-image sketch.png --strength 0.6 --count 8\n"+
-			"  farm submit animation.yaml --wait\n\n")
+			"  farm submit animation.yaml --wait\n"+
+			"  farm submit - --priority high < job.json\n\n"+
+			"The sampling flags are farm render's; --cfg and --negative are aliases of\n"+
+			"--cfg-scale and --negative-prompt.\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)
@@ -176,7 +194,12 @@ func runSubmit(ctx context.Context, args []string) error {
 	switch len(pos) {
 	case 0:
 	case 1:
-		if spec, err = wire.ReadJobFile(pos[0]); err != nil {
+		if pos[0] == "-" {
+			spec, err = readJobStdin()
+		} else {
+			spec, err = wire.ReadJobFile(pos[0])
+		}
+		if err != nil {
 			return err
 		}
 	default:
@@ -209,11 +232,11 @@ func runSubmit(ctx context.Context, args []string) error {
 		return submitError(err)
 	}
 	if *asJSON {
-		if err := printJSON(os.Stdout, j); err != nil {
+		if err := printJSON(stdout, j); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(os.Stdout, "%s queued: %d frames in %d tasks, class %s, priority %s\n", j.ID, j.FramesTotal, j.TasksTotal, j.Class, j.Priority)
+		fmt.Fprintf(stdout, "%s queued: %d frames in %d tasks, class %s, priority %s\n", j.ID, j.FramesTotal, j.TasksTotal, j.Class, j.Priority)
 	}
 	if !*wait {
 		return nil
@@ -223,6 +246,26 @@ func runSubmit(ctx context.Context, args []string) error {
 		return err
 	}
 	return jobOutcome(final)
+}
+
+// readJobStdin reads a spec from stdin as wire.ReadJobFile reads a file;
+// paths in it (prompts_file, init_image, mask) are relative to the working
+// directory.
+func readJobStdin() (wire.JobSpec, error) {
+	data, err := io.ReadAll(stdin)
+	if err != nil {
+		return wire.JobSpec{}, fmt.Errorf("stdin: %w", err)
+	}
+	s, err := wire.ParseJobSpec(data)
+	if err != nil {
+		return wire.JobSpec{}, fmt.Errorf("stdin: %w", err)
+	}
+	if s.PromptsFile != "" {
+		if err := s.LoadPromptsFile(s.PromptsFile); err != nil {
+			return wire.JobSpec{}, err
+		}
+	}
+	return s, nil
 }
 
 // submitError lists every field error of a refused job.

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"image"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -93,5 +97,85 @@ func TestSubmit_BadImageInputsRefusedBeforeSending(t *testing.T) {
 				t.Errorf("the bad input reached the network: %v", err)
 			}
 		})
+	}
+}
+
+// TestSubmitFlags_RenderNames checks that farm submit takes farm render's
+// flag names, and its old spellings as aliases of the same setting.
+func TestSubmitFlags_RenderNames(t *testing.T) {
+	parse := func(args ...string) (wire.JobSpec, error) {
+		fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+		var sf submitFlags
+		sf.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		var spec wire.JobSpec
+		err := sf.apply(fs, &spec)
+		return spec, err
+	}
+	want := wire.JobSpec{NegativePrompt: "blurry", CFGScale: 5.5, Sampler: "dpmpp_2m", Schedule: "karras", Steps: 12,
+		Width: 64, Height: 32, ClipSkip: 1, Seeds: wire.Seeds{List: []int64{42}}}
+	common := []string{"--sampler", "dpmpp_2m", "--schedule", "karras", "--steps", "12", "--width", "64", "--height", "32", "--clip-skip", "1", "--seed", "42"}
+	for _, names := range [][2]string{{"--cfg-scale", "--negative-prompt"}, {"--cfg", "--negative"}} {
+		spec, err := parse(append([]string{names[0], "5.5", names[1], "blurry"}, common...)...)
+		if err != nil {
+			t.Fatalf("%s, %s: %v", names[0], names[1], err)
+		}
+		if !reflect.DeepEqual(spec, want) {
+			t.Errorf("%s, %s: spec\n%+v\nwant\n%+v", names[0], names[1], spec, want)
+		}
+	}
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	var sf submitFlags
+	sf.register(fs)
+	for _, alias := range [][2]string{{"cfg", "cfg-scale"}, {"negative", "negative-prompt"}} {
+		if u := fs.Lookup(alias[0]).Usage; u != "alias of --"+alias[1] {
+			t.Errorf("--%s: help %q, want %q", alias[0], u, "alias of --"+alias[1])
+		}
+	}
+	for _, args := range [][]string{{"--seed", "1", "--seeds", "2,3"}, {"--seed", "1", "--seed-start", "4"}} {
+		if _, err := parse(args...); err == nil || !strings.Contains(err.Error(), "give one of --seed, --seeds or --seed-start") {
+			t.Errorf("%v: error %v", args, err)
+		}
+	}
+}
+
+// TestSubmit_SpecFromStdin submits `farm submit -` with a spec on stdin
+// to an API server that records what it is sent; flags still override the
+// spec's fields.
+func TestSubmit_SpecFromStdin(t *testing.T) {
+	var got wire.JobSpec
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/jobs" {
+			http.NotFound(w, r)
+			return
+		}
+		if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		json.NewEncoder(w).Encode(wire.SubmitResponse{Job: wire.JobStatus{ID: "job-1", State: "queued"}})
+	}))
+	t.Cleanup(srv.Close)
+	oldIn, oldOut := stdin, stdout
+	t.Cleanup(func() { stdin, stdout = oldIn, oldOut })
+	stdin = strings.NewReader("model: demo\nprompts: [a red circle, a blue square]\nsteps: 8\ncfg_scale: 6\n")
+	var out bytes.Buffer
+	stdout = &out
+	if code := run([]string{"submit", "-", "--url", srv.URL, "--token", "x", "--seed", "9", "--cfg-scale", "4"}); code != 0 {
+		t.Fatalf("farm submit -: exit code %d", code)
+	}
+	if got.Model != "demo" || len(got.Prompts) != 2 || got.Steps != 8 || got.CFGScale != 4 || !reflect.DeepEqual(got.Seeds.List, []int64{9}) {
+		t.Errorf("sent %+v", got)
+	}
+	if !strings.HasPrefix(out.String(), "job-1 queued") {
+		t.Errorf("printed %q", out.String())
+	}
+	stdin = strings.NewReader("model: [not, a, string\n")
+	quietStderr(t)
+	err := runSubmit(context.Background(), []string{"-", "--url", srv.URL, "--token", "x"})
+	if err == nil || !strings.HasPrefix(err.Error(), "stdin: wire: job spec:") {
+		t.Errorf("a broken spec on stdin: %v", err)
 	}
 }

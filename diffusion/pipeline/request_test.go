@@ -139,17 +139,3 @@ func rmsDiff(a, b []float32) float64 {
 	}
 	return math.Sqrt(s / float64(len(a)))
 }
-
-func TestParameters_Strength(t *testing.T) {
-	req := Request{Prompt: "a red circle", Width: 512, Height: 512, Steps: 20, CFGScale: 7, Sampler: "euler",
-		Schedule: "default", Seed: 42, ClipSkip: 1, InitImage: image.NewNRGBA(image.Rect(0, 0, 512, 512)), Strength: 0.6}
-	text := Parameters(req, "sd15", "")
-	want := "a red circle\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 42, Size: 512x512, Model: sd15, Denoising strength: 0.6, Clip skip: 2"
-	if text != want {
-		t.Fatalf("Parameters = %q\nwant %q", text, want)
-	}
-	got, _, _, err := ParseParameters(text)
-	if err != nil || got.Strength != 0.6 {
-		t.Fatalf("ParseParameters = %+v, %v: want strength 0.6", got, err)
-	}
-}

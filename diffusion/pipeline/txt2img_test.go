@@ -127,28 +127,6 @@ func TestRequest_Validate(t *testing.T) {
 	}
 }
 
-func TestParameters_RoundTrip(t *testing.T) {
-	req := Request{Prompt: "a red circle", NegativePrompt: "blurry", Width: 512, Height: 768, Steps: 20,
-		CFGScale: 7, Sampler: "dpmpp_2m", Schedule: "karras", Seed: 42, ClipSkip: 1}
-	text := Parameters(req, "sd15", "abcdef0123")
-	want := "a red circle\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 42, Size: 512x768, Model hash: abcdef0123, Model: sd15, Clip skip: 2"
-	if text != want {
-		t.Fatalf("Parameters = %q\nwant %q", text, want)
-	}
-	got, name, hash, err := ParseParameters(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != req || name != "sd15" || hash != "abcdef0123" {
-		t.Fatalf("ParseParameters = %+v %q %q, want %+v", got, name, hash, req)
-	}
-	// Older tools fold Karras into the sampler name.
-	got, _, _, err = ParseParameters("p\nSteps: 5, Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 1, Size: 64x64")
-	if err != nil || got.Sampler != "dpmpp_2m" || got.Schedule != "karras" {
-		t.Fatalf("old-style sampler: %+v, %v", got, err)
-	}
-}
-
 func TestEncodePNG_ParametersChunk(t *testing.T) {
 	b := cpu.New()
 	m, err := checkpoint.Load(b, filepath.Join(testfixtures.Dir(t), "model"), checkpoint.Options{})

@@ -87,7 +87,9 @@ type JobSpec struct {
 	CFGScale        float64 `json:"cfg_scale,omitempty" yaml:"cfg_scale,omitempty"`
 	Sampler         string  `json:"sampler,omitempty" yaml:"sampler,omitempty"`
 	Schedule        string  `json:"schedule,omitempty" yaml:"schedule,omitempty"`
-	// ClipSkip 0 or 1 uses the last text encoder layer; 2 the penultimate...
+	// ClipSkip follows diffusers, as the engine does: 0 uses the text
+	// encoder's last layer, k the output k layers before it (A1111 and
+	// other tools print k+1).
 	ClipSkip int `json:"clip_skip,omitempty" yaml:"clip_skip,omitempty"`
 	// Priority is high, normal (default) or low.
 	Priority Priority `json:"priority,omitempty" yaml:"priority,omitempty"`
