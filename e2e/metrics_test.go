@@ -164,18 +164,21 @@ func TestFarm_MetricsHealthAndBacklog(t *testing.T) {
 		}
 	}
 	fams = scrape(t, node+"/metrics")
+	// The node counts what it did, and delivery is at least once: a task
+	// whose in-progress signal came late on a loaded machine may run twice
+	// (the coordinator's counts above are exact).
 	for _, tc := range []struct {
-		name   string
-		labels map[string]string
-		want   float64
+		name     string
+		labels   map[string]string
+		min, max float64
 	}{
-		{"latentfarm_node_frames_total", nil, 24},
-		{"latentfarm_node_tasks_total", map[string]string{"result": "done"}, 6},
-		{"latentfarm_node_vram_bytes", map[string]string{"kind": "total"}, 8 << 30},
-		{"latentfarm_node_busy", nil, 0},
+		{"latentfarm_node_frames_total", nil, 24, 48},
+		{"latentfarm_node_tasks_total", map[string]string{"result": "done"}, 6, 12},
+		{"latentfarm_node_vram_bytes", map[string]string{"kind": "total"}, 8 << 30, 8 << 30},
+		{"latentfarm_node_busy", nil, 0, 0},
 	} {
-		if v, ok := value(fams, tc.name, tc.labels); !ok || v != tc.want {
-			t.Errorf("node %s%v = %v (present %v), want %v", tc.name, tc.labels, v, ok, tc.want)
+		if v, ok := value(fams, tc.name, tc.labels); !ok || v < tc.min || v > tc.max {
+			t.Errorf("node %s%v = %v (present %v), want %v..%v", tc.name, tc.labels, v, ok, tc.min, tc.max)
 		}
 	}
 }
