@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -15,7 +16,34 @@ import (
 	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
+
+// assembleLeaveFor is how many times ExcludedRunAfter deliveries a node
+// without ffmpeg leaves an MP4-wanting assembly to the nodes with it before
+// it makes the GIF alone. Whichever node pulls first gets a redelivered
+// task, so the odds of the task never reaching a node with ffmpeg halve
+// with every delivery.
+const assembleLeaveFor = 4
+
+// ffmpegNodeAlive reports whether a live node other than this one, not
+// draining, advertises ffmpeg.
+func (n *Node) ffmpegNodeAlive(ctx context.Context) bool {
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := n.etc.Get(gctx, wire.NodesPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return true // cannot tell: keep leaving it, until the delivery count says otherwise
+	}
+	for _, kv := range resp.Kvs {
+		var info wire.NodeInfo
+		if json.Unmarshal(kv.Value, &info) == nil && info.ID != n.opts.ID &&
+			info.State != wire.NodeDraining && info.Can(wire.CapabilityFFmpeg) {
+			return true
+		}
+	}
+	return false
+}
 
 // checkAssembly lists what is wrong with an assemble task.
 func checkAssembly(t *wire.Task) []string {

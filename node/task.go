@@ -68,7 +68,10 @@ func (n *Node) handle(ctx context.Context, p *pulled) {
 		log.Debug("not enough free VRAM now, returning the task", "need", wire.FormatBytes(task.VRAMBytes), "free", wire.FormatBytes(n.liveFree()))
 		_ = p.msg.NakWithDelay(excludedDelay)
 		return
-	case task.Assemble != nil && task.Assemble.MP4 && n.opts.FFmpeg == "" && delivered < n.opts.ExcludedRunAfter:
+	case task.Assemble != nil && task.Assemble.MP4 && n.opts.FFmpeg == "" &&
+		delivered < assembleLeaveFor*n.opts.ExcludedRunAfter && n.ffmpegNodeAlive(ctx):
+		// A node with ffmpeg makes the MP4 too; pulls are a race between
+		// nodes, so this one keeps leaving the task to it while one lives.
 		log.Debug("no ffmpeg here, leaving the assembly to a node that has it")
 		_ = p.msg.NakWithDelay(excludedDelay)
 		return
