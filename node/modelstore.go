@@ -52,8 +52,8 @@ var fetchLocks sync.Map // cache folder -> *sync.Mutex
 // gives an error wrapping ErrModelNotFound; a store that cannot be reached
 // one wrapping ErrUnavailable.
 func (m *Models) Path(ctx context.Context, name string) (string, error) {
-	if !validModelName(name) {
-		return "", fmt.Errorf("node: model %q: %w (names are letters, digits, '.', '-' and '_')", name, ErrModelNotFound)
+	if !wire.ValidModelName(name) {
+		return "", fmt.Errorf("node: model %q: %w (names are %s)", name, ErrModelNotFound, wire.ModelNameRule)
 	}
 	if p := m.local(name); p != "" {
 		return p, nil
@@ -63,10 +63,6 @@ func (m *Models) Path(ctx context.Context, name string) (string, error) {
 			name, ErrModelNotFound, dirOrNone(m.Dir))
 	}
 	return m.fetch(ctx, name)
-}
-
-func validModelName(name string) bool {
-	return name != "" && name != "." && name != ".." && wire.ValidID(strings.ReplaceAll(name, ".", "_"))
 }
 
 // local returns the model's path in Dir, or "".
@@ -95,7 +91,7 @@ func (m *Models) OnDisk() []string {
 					continue
 				}
 			}
-			if validModelName(name) {
+			if wire.ValidModelName(name) {
 				seen[name] = true
 			}
 		}
@@ -250,8 +246,8 @@ func (m *Models) download(ctx context.Context, name string, f wire.ModelFile, ds
 // whose files are not there yet. Pickle files are refused.
 func PushModel(ctx context.Context, cli *minio.Client, bucket, name, src string) (wire.ModelManifest, error) {
 	man := wire.ModelManifest{Name: name}
-	if !validModelName(name) {
-		return man, fmt.Errorf("node: push: model name %q: use letters, digits, '.', '-' and '_'", name)
+	if !wire.ValidModelName(name) {
+		return man, fmt.Errorf("node: push: model name %q: use %s", name, wire.ModelNameRule)
 	}
 	files, err := modelFiles(src)
 	if err != nil {

@@ -58,7 +58,7 @@ func (s *JobSpec) validateModel(fe *FieldErrors) {
 	case s.Model == "":
 		fe.add("model", "required")
 	case !ValidModelName(s.Model):
-		fe.add("model", "%q is not a model name (letters, digits, '-', '_', '.', 1..128 characters, not starting with '.')", s.Model)
+		fe.add("model", "%q is not a model name (%s)", s.Model, ModelNameRule)
 	}
 	if _, ok := families[s.ModelFamily]; !ok {
 		fe.add("model_family", "unknown family %q (want sd1, sd2, sdxl or tiny)", s.ModelFamily)
@@ -197,10 +197,17 @@ func (s *JobSpec) validateFit(fe *FieldErrors) {
 	}
 }
 
+// MaxModelNameBytes bounds a model name.
+const MaxModelNameBytes = 128
+
+// ModelNameRule says what ValidModelName accepts, for messages.
+const ModelNameRule = "letters, digits, '-', '_', '.', 1..128 characters, not starting with '.'"
+
 // ValidModelName reports whether name can name a model: it appears in S3
-// keys and node model dirs.
+// keys and node model dirs. It is the one rule of the coordinator, the
+// nodes and the model store.
 func ValidModelName(name string) bool {
-	if name == "" || len(name) > 128 || name[0] == '.' {
+	if name == "" || len(name) > MaxModelNameBytes || name[0] == '.' {
 		return false
 	}
 	for _, r := range name {
