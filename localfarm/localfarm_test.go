@@ -117,6 +117,14 @@ func TestFarm_RestartKeepsDataAndCredentials(t *testing.T) {
 
 	f = start(t, dir)
 	second := f.Credentials()
+	// Up means the API takes jobs: it answers as the leader right away.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, second.CoordinatorURL+"/v1/jobs", nil)
+	req.Header.Set("Authorization", "Bearer "+second.Token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/jobs right after the restarted farm is up: %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if second.Token != first.Token || second.NATSPassword != first.NATSPassword ||
 		second.EtcdPassword != first.EtcdPassword || second.S3AccessKey != first.S3AccessKey || second.S3SecretKey != first.S3SecretKey {
 		t.Fatal("secrets changed across a restart")

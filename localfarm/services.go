@@ -59,6 +59,16 @@ func (f *Farm) runServices(ctx context.Context) error {
 		<-coordDone
 		return err
 	}
+	// "Up" means the API takes jobs: after a crash the coordinator waits
+	// for its previous election lease to expire before it leads again.
+	if stopped, err := f.waitLeading(ctx, coord, coordDone); err != nil {
+		_ = nodes.stop()
+		stopCoord()
+		if !stopped {
+			<-coordDone
+		}
+		return err
+	}
 	close(f.ready)
 	f.log.Info("farm is up", "api", apiURL, "nodes", o.Nodes, "data", o.Dir)
 
@@ -97,4 +107,27 @@ func orStopped(err error) error {
 		return errStopped
 	}
 	return err
+}
+
+// waitLeading returns once coord leads, or with an error when ctx ends or
+// the coordinator stops first (stopped: its result was read from done).
+func (f *Farm) waitLeading(ctx context.Context, coord *coordinator.Coordinator, done <-chan error) (stopped bool, err error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	told := false
+	for !coord.Leading() {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case err := <-done:
+			return true, fmt.Errorf("localfarm: coordinator: %w", orStopped(err))
+		case <-tick.C:
+		}
+		if !told && time.Since(start) > time.Second {
+			f.log.Info("waiting for the coordinator to lead (an earlier run's election lease must expire first)")
+			told = true
+		}
+	}
+	return false, nil
 }
