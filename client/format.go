@@ -19,7 +19,7 @@ func WriteJob(w io.Writer, j wire.JobStatus) error {
 	fmt.Fprintf(w, "model     %s (class %s, about %s per task)\n", j.Model, j.Class, wire.FormatBytes(j.VRAMBytes))
 	if j.Spec != nil {
 		s := j.Spec
-		fmt.Fprintf(w, "images    %dx%d, %d steps, cfg %g, %s/%s, priority %s\n", s.Width, s.Height, s.Steps, s.CFGScale, s.Sampler, s.Schedule, s.Priority)
+		fmt.Fprintf(w, "images    %dx%d, %d steps, cfg %g, %s/%s, priority %s\n", s.Width, s.Height, s.Steps, s.CFG(), s.Sampler, s.Schedule, s.Priority)
 	}
 	fmt.Fprintf(w, "frames    %d/%d done, %d failed\n", j.FramesDone, j.FramesTotal, j.FramesFailed)
 	fmt.Fprintf(w, "tasks     %d total: %d done, %d running, %d waiting, %d failed\n", j.TasksTotal, j.TasksDone, j.TasksRunning, j.TasksWaiting, j.TasksFailed)

@@ -124,6 +124,10 @@ func (c *Coordinator) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec, err := wire.ParseJobSpec(body)
+	if _, fields := wire.AsFieldErrors(err); fields {
+		c.writeErr(w, err) // bytes that are not UTF-8: invalid_job naming the field
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), nil)
 		return

@@ -92,7 +92,7 @@ func TestCoordinator_InvalidJob_EveryFieldErrorAndNoTask(t *testing.T) {
 	r := f.start(t, nil)
 	r.waitLeading(t)
 	ctx := context.Background()
-	spec := wire.JobSpec{Model: "sd-tiny", Width: 13, Height: 4000, Steps: 500, Sampler: "plms", CFGScale: -3}
+	spec := wire.JobSpec{Model: "sd-tiny", Width: 13, Height: 4000, Steps: 500, Sampler: "plms", CFGScale: wire.GuidanceScale(-3)}
 	_, err := r.cli.Submit(ctx, spec)
 	var ae *client.APIError
 	if !asAPIError(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != wire.CodeInvalidJob {

@@ -112,7 +112,7 @@ func TestFarm_AnimationOn3Nodes(t *testing.T) {
 	p := pipeline.New(cpu.New(), model)
 	for _, k := range spec.Keyframes {
 		want, err := p.TextToImage(context.Background(), pipeline.Request{Prompt: k.Prompt, Width: 16, Height: 16,
-			Steps: spec.Steps, CFGScale: spec.CFGScale, Sampler: spec.Sampler, Seed: uint64(k.Seed)}, nil)
+			Steps: spec.Steps, CFGScale: spec.CFG(), Sampler: spec.Sampler, Seed: uint64(k.Seed)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -148,7 +148,7 @@ func benchSpec(t *testing.T, frames, fpt int) wire.JobSpec {
 	case "", wire.KindBatch:
 	case wire.KindAnimation:
 		return wire.JobSpec{Kind: wire.KindAnimation, Name: "bench", Model: "tiny", Width: 16, Height: 16,
-			Steps: 4, CFGScale: 3, FramesPerTask: fpt, Frames: frames, Keyframes: []wire.Keyframe{
+			Steps: 4, CFGScale: wire.GuidanceScale(3), FramesPerTask: fpt, Frames: frames, Keyframes: []wire.Keyframe{
 				{Frame: 0, Prompt: "bench key a", Seed: 1},
 				{Frame: frames / 2, Prompt: "bench key b", Seed: 2},
 				{Frame: frames - 1, Prompt: "bench key c", Seed: 3},

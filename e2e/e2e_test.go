@@ -235,7 +235,7 @@ func TestFarm_InvalidJobRefusedWhole(t *testing.T) {
 	c := f.startCoordinator(t)
 	f.startNode(t, f.nodeOptions(t, "idle", 8, 0))
 	ctx := context.Background()
-	bad := wire.JobSpec{Model: "", Width: 100, Height: 4, Steps: 500, CFGScale: 99, Sampler: "magic",
+	bad := wire.JobSpec{Model: "", Width: 100, Height: 4, Steps: 500, CFGScale: wire.GuidanceScale(99), Sampler: "magic",
 		Priority: "urgent", FramesPerTask: 1000, Seeds: wire.SeedRange(-5, 3)}
 	_, err := c.cli.Submit(ctx, bad)
 	var ae *client.APIError

@@ -30,7 +30,7 @@ func TestFarm_EngineFramesMatchDirectRender(t *testing.T) {
 	f.startNode(t, o)
 
 	spec := wire.JobSpec{Model: model, ModelFamily: wire.FamilyTiny, Prompts: []string{"a red cube", "a blue ball"},
-		Seeds: wire.SeedRange(42, 2), Width: 16, Height: 16, Steps: 3, CFGScale: 5, Sampler: wire.SamplerEuler,
+		Seeds: wire.SeedRange(42, 2), Width: 16, Height: 16, Steps: 3, CFGScale: wire.GuidanceScale(5), Sampler: wire.SamplerEuler,
 		FramesPerTask: 2}
 	st, err := c.cli.Submit(context.Background(), spec)
 	if err != nil {
@@ -52,7 +52,7 @@ func TestFarm_EngineFramesMatchDirectRender(t *testing.T) {
 	for _, fr := range man.Frames {
 		want, err := p.TextToImage(context.Background(), pipeline.Request{
 			Prompt: fr.Prompt, NegativePrompt: s.NegativePrompt, Width: s.Width, Height: s.Height, Steps: s.Steps,
-			CFGScale: s.CFGScale, Sampler: s.Sampler, Schedule: s.Schedule, Seed: uint64(fr.Seed), ClipSkip: s.ClipSkip,
+			CFGScale: s.CFG(), Sampler: s.Sampler, Schedule: s.Schedule, Seed: uint64(fr.Seed), ClipSkip: s.ClipSkip,
 		}, nil)
 		if err != nil {
 			t.Fatal(err)

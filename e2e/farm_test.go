@@ -243,7 +243,7 @@ func (f *farm) countKeys(t testing.TB, prefix string) int64 {
 // batch is a load-test batch job of prompts x perPrompt frames.
 func batch(name string, prompts []string, perPrompt, framesPerTask int) wire.JobSpec {
 	return wire.JobSpec{Name: name, Model: "tiny", Prompts: prompts, Seeds: wire.SeedRange(1000, perPrompt),
-		Width: 16, Height: 16, Steps: 4, CFGScale: 3, FramesPerTask: framesPerTask}
+		Width: 16, Height: 16, Steps: 4, CFGScale: wire.GuidanceScale(3), FramesPerTask: framesPerTask}
 }
 
 // waitJob polls the job until it finishes and returns its final status.

@@ -50,7 +50,7 @@ func TestFarm_ImageInputsFromLocalFiles(t *testing.T) {
 	ctx := context.Background()
 	initPNG := testfixtures.Path(t, "golden/img2img_init_image.png")
 	maskPNG := testfixtures.Path(t, "golden/inpaint_mask.png")
-	base := wire.JobSpec{Model: "model", ModelFamily: wire.FamilyTiny, Steps: 6, CFGScale: 7.5,
+	base := wire.JobSpec{Model: "model", ModelFamily: wire.FamilyTiny, Steps: 6, CFGScale: wire.GuidanceScale(7.5),
 		Sampler: wire.SamplerEuler, Seeds: wire.SeedRange(5, 2), InitImage: initPNG}
 
 	img2img := base

@@ -190,7 +190,7 @@ func (f *testFarm) waitState(t testing.TB, id, state string) {
 func job(t testing.TB, id string, frames, perTask int, mutate func(*wire.JobSpec)) []wire.Task {
 	t.Helper()
 	s := wire.JobSpec{Model: "tiny", Prompts: []string{"a red cube"}, Seeds: wire.SeedRange(7, frames),
-		Width: 16, Height: 16, Steps: 4, CFGScale: 3, FramesPerTask: perTask}
+		Width: 16, Height: 16, Steps: 4, CFGScale: wire.GuidanceScale(3), FramesPerTask: perTask}
 	if mutate != nil {
 		mutate(&s)
 	}

@@ -332,7 +332,7 @@ func TestRender_DefaultsAreTheJobSpecs(t *testing.T) {
 	spec := wire.JobSpec{Model: "m", Prompts: []string{"x"}}
 	spec.Normalize()
 	got := [4]any{req.Sampler, req.Schedule, req.Steps, req.CFGScale}
-	want := [4]any{spec.Sampler, spec.Schedule, spec.Steps, spec.CFGScale}
+	want := [4]any{spec.Sampler, spec.Schedule, spec.Steps, spec.CFG()}
 	if got != want {
 		t.Errorf("farm render defaults %v, a job spec's %v", got, want)
 	}

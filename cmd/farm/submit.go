@@ -132,7 +132,7 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 		case "steps":
 			keep(positiveFlag(f.Name, sf.steps, &spec.Steps))
 		case "cfg-scale", "cfg":
-			spec.CFGScale = sf.cfg
+			spec.CFGScale = wire.GuidanceScale(sf.cfg)
 		case "sampler":
 			spec.Sampler = sf.sampler
 		case "schedule":
@@ -212,13 +212,13 @@ func runSubmit(ctx context.Context, args []string) error {
 	if len(fe) > 0 {
 		return submitError(fe)
 	}
-	if inputs != nil {
-		// Nothing is uploaded for a job the coordinator would refuse.
-		check := spec
-		check.Normalize()
-		if err := check.Validate(); err != nil {
-			return submitError(err)
-		}
+	// The coordinator's own checks, here first: nothing is uploaded for a
+	// job it would refuse, and fields a file gives as 0 (which JSON does not
+	// carry across) are refused rather than sent as defaults.
+	check := spec
+	check.Normalize()
+	if err := check.Validate(); err != nil {
+		return submitError(err)
 	}
 	cli, err := cf.client()
 	if err != nil {

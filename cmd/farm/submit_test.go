@@ -114,7 +114,7 @@ func TestSubmitFlags_RenderNames(t *testing.T) {
 		err := sf.apply(fs, &spec)
 		return spec, err
 	}
-	want := wire.JobSpec{NegativePrompt: "blurry", CFGScale: 5.5, Sampler: "dpmpp_2m", Schedule: "karras", Steps: 12,
+	want := wire.JobSpec{NegativePrompt: "blurry", CFGScale: wire.GuidanceScale(5.5), Sampler: "dpmpp_2m", Schedule: "karras", Steps: 12,
 		Width: 64, Height: 32, ClipSkip: 1, Seeds: wire.Seeds{List: []int64{42}}}
 	common := []string{"--sampler", "dpmpp_2m", "--schedule", "karras", "--steps", "12", "--width", "64", "--height", "32", "--clip-skip", "1", "--seed", "42"}
 	for _, names := range [][2]string{{"--cfg-scale", "--negative-prompt"}, {"--cfg", "--negative"}} {
@@ -166,7 +166,7 @@ func TestSubmit_SpecFromStdin(t *testing.T) {
 	if code := run([]string{"submit", "-", "--url", srv.URL, "--token", "x", "--seed", "9", "--cfg-scale", "4"}); code != 0 {
 		t.Fatalf("farm submit -: exit code %d", code)
 	}
-	if got.Model != "demo" || len(got.Prompts) != 2 || got.Steps != 8 || got.CFGScale != 4 || !reflect.DeepEqual(got.Seeds.List, []int64{9}) {
+	if got.Model != "demo" || len(got.Prompts) != 2 || got.Steps != 8 || got.CFG() != 4 || !reflect.DeepEqual(got.Seeds.List, []int64{9}) {
 		t.Errorf("sent %+v", got)
 	}
 	if !strings.HasPrefix(out.String(), "job-1 queued") {
@@ -177,5 +177,18 @@ func TestSubmit_SpecFromStdin(t *testing.T) {
 	err := runSubmit(context.Background(), []string{"-", "--url", srv.URL, "--token", "x"})
 	if err == nil || !strings.HasPrefix(err.Error(), "stdin: wire: job spec:") {
 		t.Errorf("a broken spec on stdin: %v", err)
+	}
+}
+
+// TestSubmit_ZeroInFileRefused: a spec file giving steps as 0 is refused
+// with every problem, before anything is sent.
+func TestSubmit_ZeroInFileRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(p, []byte("model: demo\nprompts: [a red circle]\nsteps: 0\nsampler: heun\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := runSubmit(context.Background(), []string{p, "--url", "http://127.0.0.1:9", "--token", "x"})
+	if err == nil || !strings.Contains(err.Error(), "steps: 0 is not a valid value") || !strings.Contains(err.Error(), "sampler:") {
+		t.Fatalf("got %v, want errors on steps and sampler", err)
 	}
 }

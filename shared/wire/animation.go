@@ -188,7 +188,7 @@ func (s *JobSpec) keyCFG(k Keyframe) float64 {
 	if k.CFGScale != nil {
 		return *k.CFGScale
 	}
-	return s.CFGScale
+	return s.CFG()
 }
 
 // frameLevel orders an animation's frames coarse to fine: keys first, then

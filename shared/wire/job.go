@@ -80,13 +80,14 @@ type JobSpec struct {
 	// Seeds is a list or a range {start, count}; every prompt gets the same seeds.
 	Seeds Seeds `json:"seeds,omitzero" yaml:"seeds,omitempty"`
 	// ImagesPerPrompt defaults to the number of seeds (or 1).
-	ImagesPerPrompt int     `json:"images_per_prompt,omitempty" yaml:"images_per_prompt,omitempty"`
-	Width           int     `json:"width,omitempty" yaml:"width,omitempty"`
-	Height          int     `json:"height,omitempty" yaml:"height,omitempty"`
-	Steps           int     `json:"steps,omitempty" yaml:"steps,omitempty"`
-	CFGScale        float64 `json:"cfg_scale,omitempty" yaml:"cfg_scale,omitempty"`
-	Sampler         string  `json:"sampler,omitempty" yaml:"sampler,omitempty"`
-	Schedule        string  `json:"schedule,omitempty" yaml:"schedule,omitempty"`
+	ImagesPerPrompt int `json:"images_per_prompt,omitempty" yaml:"images_per_prompt,omitempty"`
+	Width           int `json:"width,omitempty" yaml:"width,omitempty"`
+	Height          int `json:"height,omitempty" yaml:"height,omitempty"`
+	Steps           int `json:"steps,omitempty" yaml:"steps,omitempty"`
+	// CFGScale is nil for the default; 0 (or up to 1) turns guidance off.
+	CFGScale *float64 `json:"cfg_scale,omitempty" yaml:"cfg_scale,omitempty"`
+	Sampler  string   `json:"sampler,omitempty" yaml:"sampler,omitempty"`
+	Schedule string   `json:"schedule,omitempty" yaml:"schedule,omitempty"`
 	// ClipSkip follows diffusers, as the engine does: 0 uses the text
 	// encoder's last layer, k the output k layers before it (A1111 and
 	// other tools print k+1).
@@ -116,8 +117,12 @@ type JobSpec struct {
 	Mask      string   `json:"mask,omitempty" yaml:"mask,omitempty"`
 	Outpaint  *Padding `json:"outpaint,omitempty" yaml:"outpaint,omitempty"`
 	// Strength is the share of the schedule re-run over the init image, in
-	// (0, 1]; 0 leaves it to the engine (0.75 for img2img, 1 with a mask).
+	// (0, 1]; unset leaves it to the engine (0.75 for img2img, 1 with a mask).
 	Strength float64 `json:"strength,omitempty" yaml:"strength,omitempty"`
+
+	// zeros are fields the parsed document gave as 0 where 0 is no value
+	// (ParseJobSpec); Validate refuses them instead of taking defaults.
+	zeros []string
 }
 
 // Keyframe is one key of an animation: the frame it sits at, and the
@@ -177,6 +182,7 @@ func ParseJobSpec(data []byte) (JobSpec, error) {
 		if _, err := dec.Token(); err != io.EOF {
 			return JobSpec{}, fmt.Errorf("wire: job spec: data after the JSON object at offset %d", dec.InputOffset())
 		}
+		s.zeros = explicitZeros(trimmed, true)
 		return s, nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -193,7 +199,42 @@ func ParseJobSpec(data []byte) (JobSpec, error) {
 	default:
 		return JobSpec{}, fmt.Errorf("wire: job spec: more than one YAML document (line %d); a spec is one document", extra.Line)
 	}
+	s.zeros = explicitZeros(data, false)
 	return s, nil
+}
+
+// zeroIsNoValue lists the fields where 0 is not a valid value: left out,
+// they take their default; given as 0, they are refused rather than
+// silently meaning the default.
+var zeroIsNoValue = []string{"width", "height", "steps", "frames_per_task", "images_per_prompt", "frames", "fps", "strength"}
+
+// explicitZeros names every field of zeroIsNoValue given as 0 in the
+// document; Validate reports them with the spec's other problems.
+func explicitZeros(data []byte, isJSON bool) []string {
+	var raw map[string]any
+	var err error
+	if isJSON {
+		err = json.Unmarshal(data, &raw)
+	} else {
+		err = yaml.Unmarshal(data, &raw)
+	}
+	if err != nil {
+		return nil // the typed decode already accepted it; nothing to add
+	}
+	var zeros []string
+	for _, f := range zeroIsNoValue {
+		switch v := raw[f].(type) {
+		case int:
+			if v == 0 {
+				zeros = append(zeros, f)
+			}
+		case float64:
+			if v == 0 {
+				zeros = append(zeros, f)
+			}
+		}
+	}
+	return zeros
 }
 
 // ReadJobFile reads a spec from a YAML or JSON file and resolves PromptsFile
@@ -272,8 +313,9 @@ func (s *JobSpec) Normalize() {
 	if s.Steps == 0 {
 		s.Steps = DefaultSteps
 	}
-	if s.CFGScale == 0 {
-		s.CFGScale = DefaultCFGScale
+	if s.CFGScale == nil {
+		c := float64(DefaultCFGScale)
+		s.CFGScale = &c
 	}
 	if s.Sampler == "" {
 		s.Sampler = scheduler.DefaultSampler
@@ -308,6 +350,17 @@ func (s *JobSpec) Normalize() {
 	if s.Seeds.List == nil && s.Seeds.Start != nil && s.Seeds.Count == 0 {
 		s.Seeds.Count = s.ImagesPerPrompt
 	}
+}
+
+// GuidanceScale returns a CFGScale of v.
+func GuidanceScale(v float64) *float64 { return &v }
+
+// CFG is the guidance scale: CFGScale, or the default when it is unset.
+func (s *JobSpec) CFG() float64 {
+	if s.CFGScale == nil {
+		return DefaultCFGScale
+	}
+	return *s.CFGScale
 }
 
 // TotalFrames is the number of images the (normalized) job renders.

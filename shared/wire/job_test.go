@@ -39,7 +39,7 @@ func TestJobSpec_Validate_EveryError(t *testing.T) {
 		Kind: "batch", Model: "bad/name", ModelFamily: "sd9", Precision: "fp8", Backend: "tpu",
 		Prompts: []string{"ok", ""}, PromptsFile: "p.txt",
 		Seeds: Seeds{List: []int64{1, 1, -5}}, ImagesPerPrompt: 2,
-		Width: 513, Height: 4096, Steps: 0, CFGScale: 31, Sampler: "heun", Schedule: "linear",
+		Width: 513, Height: 4096, Steps: 0, CFGScale: GuidanceScale(31), Sampler: "heun", Schedule: "linear",
 		ClipSkip: 20, Priority: "urgent", FramesPerTask: 100, MaxRetries: &bad,
 		Keyframes: []Keyframe{{Frame: 1}}, Mask: "m.png",
 	}
@@ -80,7 +80,7 @@ func TestJobSpec_Validate_Fields(t *testing.T) {
 		{"width not multiple of 8", func(s *JobSpec) { s.Width = 100 }, "width"},
 		{"height too small", func(s *JobSpec) { s.Height = 0 }, "height"},
 		{"steps too many", func(s *JobSpec) { s.Steps = 151 }, "steps"},
-		{"cfg negative", func(s *JobSpec) { s.CFGScale = -1 }, "cfg_scale"},
+		{"cfg negative", func(s *JobSpec) { s.CFGScale = GuidanceScale(-1) }, "cfg_scale"},
 		{"seed start negative", func(s *JobSpec) { v := int64(-1); s.Seeds.Start = &v }, "seeds.start"},
 		{"seed range overflows", func(s *JobSpec) { v := int64(MaxSeed); s.Seeds.Start = &v }, "seeds.count"},
 		{"count without start", func(s *JobSpec) { s.Seeds.Start = nil }, "seeds.start"},
@@ -310,5 +310,44 @@ func TestParseJobSpec_InvalidUTF8NamesTheField(t *testing.T) {
 	}
 	if _, err := ParseJobSpec([]byte("model: \"m\xff\"\n")); err == nil || !strings.Contains(err.Error(), "not valid UTF-8 at byte 9 (line 1)") {
 		t.Errorf("yaml with a bad byte: %v", err)
+	}
+}
+
+func TestParseJobSpec_ZeroIsNotADefault(t *testing.T) {
+	for _, in := range []string{
+		"model: m\nprompts: [a]\nsteps: 0\nwidth: 0\n",
+		`{"model": "m", "prompts": ["a"], "steps": 0, "width": 0}`,
+	} {
+		s, err := ParseJobSpec([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Normalize()
+		fe, ok := AsFieldErrors(s.Validate())
+		if !ok || !fe.Has("steps") || !fe.Has("width") || fe.Has("height") {
+			t.Errorf("%q: got %v, want errors on steps and width only", in, fe)
+		}
+	}
+	// Absent fields take the defaults; cfg_scale 0 is a value (no guidance).
+	s, err := ParseJobSpec([]byte("model: m\nprompts: [a]\ncfg_scale: 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Normalize()
+	if s.Steps != DefaultSteps || s.CFG() != 0 {
+		t.Errorf("steps %d, cfg %v: want the default steps and cfg 0", s.Steps, s.CFG())
+	}
+	if err := s.Validate(); err != nil {
+		t.Errorf("cfg_scale 0 refused: %v", err)
+	}
+	s, _ = ParseJobSpec([]byte("model: m\nprompts: [a]\n"))
+	s.Normalize()
+	if s.CFG() != DefaultCFGScale {
+		t.Errorf("absent cfg_scale = %v, want %v", s.CFG(), DefaultCFGScale)
+	}
+	// It survives the trip through JSON that farm submit makes.
+	b, _ := json.Marshal(JobSpec{Model: "m", Prompts: []string{"a"}, CFGScale: GuidanceScale(0)})
+	if back, err := ParseJobSpec(b); err != nil || back.CFGScale == nil || *back.CFGScale != 0 {
+		t.Errorf("cfg_scale 0 through JSON: %v %v", back.CFGScale, err)
 	}
 }

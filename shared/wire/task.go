@@ -156,7 +156,7 @@ func Split(job string, s JobSpec) ([]Task, error) {
 			ID: TaskID(job, first, last), JobID: job, Kind: s.Kind, Attempt: 1,
 			Model: s.Model, ModelFamily: s.ModelFamily, Precision: s.Precision, Backend: s.Backend,
 			Class: class, Priority: s.Priority, VRAMBytes: est,
-			Width: s.Width, Height: s.Height, Steps: s.Steps, CFGScale: s.CFGScale,
+			Width: s.Width, Height: s.Height, Steps: s.Steps, CFGScale: s.CFG(),
 			Sampler: s.Sampler, Schedule: s.Schedule, ClipSkip: s.ClipSkip,
 			InitImage: s.InitImage, Mask: s.Mask, Outpaint: s.Outpaint, Strength: s.Strength,
 			Frames: make([]Frame, 0, last-first+1),

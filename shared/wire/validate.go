@@ -17,6 +17,9 @@ func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 // problem (nil when there is none). It does not stop at the first problem.
 func (s *JobSpec) Validate() error {
 	var fe FieldErrors
+	for _, f := range s.zeros {
+		fe.add(f, "0 is not a valid value; leave the field out for the default")
+	}
 	s.validateKind(&fe)
 	s.validateModel(&fe)
 	if s.Kind == KindAnimation {
@@ -148,7 +151,7 @@ func (s *JobSpec) validateSampling(fe *FieldErrors) {
 	if s.Steps < 1 || s.Steps > MaxSteps {
 		fe.add("steps", "%d outside 1..%d", s.Steps, MaxSteps)
 	}
-	checkCFG(fe, "cfg_scale", s.CFGScale)
+	checkCFG(fe, "cfg_scale", s.CFG())
 	checkPrompt(fe, "negative_prompt", s.NegativePrompt, false)
 	if !slices.Contains(scheduler.Names(), s.Sampler) {
 		fe.add("sampler", "unknown sampler %q (want one of %s)", s.Sampler, strings.Join(scheduler.Names(), ", "))
