@@ -137,10 +137,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 
 func (c *Coordinator) connect(ctx context.Context) error {
 	var err error
-	if c.etcd, err = connect.Etcd(c.opts.Etcd); err != nil {
+	if c.etcd, err = connect.Etcd(c.opts.Etcd, c.log.Named("etcd")); err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
-	if c.nc, err = connect.NATS(c.opts.NATS, "farm-coordinator-"+c.opts.ID); err != nil {
+	if c.nc, err = connect.NATS(c.opts.NATS, "farm-coordinator-"+c.opts.ID, c.log.Named("nats")); err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
 	if c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {

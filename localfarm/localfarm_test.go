@@ -245,7 +245,7 @@ func TestJoinCommand_QuotesAndCarriesEveryEndpoint(t *testing.T) {
 
 func jetStream(t *testing.T, c connect.NATSConfig) jetstream.JetStream {
 	t.Helper()
-	nc, err := connect.NATS(c, "localfarm-test")
+	nc, err := connect.NATS(c, "localfarm-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func jetStream(t *testing.T, c connect.NATSConfig) jetstream.JetStream {
 
 func etcdClient(t *testing.T, c connect.EtcdConfig) *clientv3.Client {
 	t.Helper()
-	cli, err := connect.Etcd(c)
+	cli, err := connect.Etcd(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

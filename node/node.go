@@ -403,13 +403,13 @@ func (n *Node) connect() (func(), error) {
 	n.nc, n.etc, n.s3 = o.NATSConn, o.EtcdClient, o.S3Client
 	var err error
 	if n.nc == nil {
-		if n.nc, err = connect.NATS(o.NATS, "latentfarm-node-"+o.ID); err != nil {
+		if n.nc, err = connect.NATS(o.NATS, "latentfarm-node-"+o.ID, n.log.Named("nats")); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 		closers = append(closers, func() { _ = n.nc.Drain() })
 	}
 	if n.etc == nil {
-		if n.etc, err = connect.Etcd(o.Etcd); err != nil {
+		if n.etc, err = connect.Etcd(o.Etcd, n.log.Named("etcd")); err != nil {
 			closeAll()
 			return nil, fmt.Errorf("node: %w", err)
 		}

@@ -3,8 +3,9 @@
 // the nodes, `farm up` and the CLI, and sets up the JetStream streams and
 // consumers the farm's stream layout needs (see shared/wire).
 //
-// It must never hold state of its own, log, or decide policy: callers pass
-// every setting and own the returned clients.
+// It must never hold state of its own or decide policy: callers pass every
+// setting, including the logger the clients' own events go to, and own the
+// returned clients.
 package connect
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -87,8 +89,9 @@ func (c NATSConfig) Validate() error {
 }
 
 // NATS connects to NATS as name (shown in the server's connection list).
-// It reconnects forever; callers close the connection.
-func NATS(c NATSConfig, name string) (*nats.Conn, error) {
+// It reconnects forever; callers close the connection. Disconnects,
+// reconnects and asynchronous errors are logged to log (nil: not logged).
+func NATS(c NATSConfig, name string, log hclog.Logger) (*nats.Conn, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -121,6 +124,23 @@ func NATS(c NATSConfig, name string) (*nats.Conn, error) {
 	if tc != nil {
 		opts = append(opts, nats.Secure(tc))
 	}
+	if log != nil {
+		opts = append(opts,
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warn("nats disconnected", "error", err)
+				}
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+			nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+				subject := ""
+				if sub != nil {
+					subject = sub.Subject
+				}
+				log.Warn("nats error", "subject", subject, "error", err)
+			}),
+		)
+	}
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect: nats %s: %w", c.URL, err)
@@ -145,8 +165,9 @@ func (c EtcdConfig) Validate() error {
 }
 
 // Etcd opens an etcd client. The client connects lazily; the first request
-// fails if no endpoint answers.
-func Etcd(c EtcdConfig) (*clientv3.Client, error) {
+// fails if no endpoint answers. The client's warnings and errors go to log
+// (nil: dropped).
+func Etcd(c EtcdConfig, log hclog.Logger) (*clientv3.Client, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -162,8 +183,7 @@ func Etcd(c EtcdConfig) (*clientv3.Client, error) {
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
-		// Keep the client quiet: callers log what matters.
-		Logger: quietZap(),
+		Logger:               ZapToHclog(log),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect: etcd %v: %w", c.Endpoints, err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-	"go.uber.org/zap"
 )
 
 // S3Config says how to reach the S3-compatible store and which bucket the
@@ -111,5 +110,3 @@ func EnsureBucket(ctx context.Context, cli *minio.Client, bucket, region string)
 	}
 	return nil
 }
-
-func quietZap() *zap.Logger { return zap.NewNop() }
