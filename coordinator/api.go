@@ -324,7 +324,7 @@ func (c *Coordinator) handleOutput(w http.ResponseWriter, r *http.Request) {
 	if !c.finishedJob(w, id) {
 		return
 	}
-	ctype := map[string]string{wire.AnimationGIF: "image/gif", wire.AnimationMP4: "video/mp4"}[name]
+	ctype := wire.OutputTypes[name]
 	if ctype == "" {
 		writeError(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no output %q (want %s or %s)", name, wire.AnimationGIF, wire.AnimationMP4), nil)
 		return

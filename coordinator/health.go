@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -43,18 +44,18 @@ func (c *Coordinator) handleReady(w http.ResponseWriter, r *http.Request) {
 		checks[name] = "ok"
 	}
 	if c.nc == nil || c.nc.Status() != nats.CONNECTED {
-		set("nats", errString("not connected"))
+		set("nats", errors.New("not connected"))
 	} else {
 		set("nats", nil)
 	}
 	if c.etcd == nil {
-		set("etcd", errString("not connected"))
+		set("etcd", errors.New("not connected"))
 	} else {
 		_, err := c.etcd.Get(ctx, wire.LeaderPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		set("etcd", err)
 	}
 	if c.s3 == nil {
-		set("s3", errString("not connected"))
+		set("s3", errors.New("not connected"))
 	} else {
 		_, err := c.s3.BucketExists(ctx, c.opts.S3.Bucket)
 		set("s3", err)
@@ -68,7 +69,7 @@ func (c *Coordinator) handleReady(w http.ResponseWriter, r *http.Request) {
 	case leader != "":
 		checks["leader"] = leader
 	default:
-		set("leader", errString("no leader known yet"))
+		set("leader", errors.New("no leader known yet"))
 	}
 	status := http.StatusOK
 	if !ok {
@@ -76,7 +77,3 @@ func (c *Coordinator) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, status, map[string]any{"ready": ok, "checks": checks})
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }

@@ -78,7 +78,7 @@ func (n *Node) assemble(ctx context.Context, task *wire.Task, res *wire.Result) 
 	if err := media.EncodeGIF(&gif, frames, a.FPS); err != nil {
 		return Retryable(wire.CodeRenderFailed, fmt.Errorf("node: %w", err))
 	}
-	if err := n.putOutput(ctx, res, wire.AnimationGIF, a.GIFKey, gif.Bytes(), "image/gif"); err != nil {
+	if err := n.putOutput(ctx, res, wire.AnimationGIF, a.GIFKey, gif.Bytes()); err != nil {
 		return err
 	}
 	switch {
@@ -94,7 +94,7 @@ func (n *Node) assemble(ctx context.Context, task *wire.Task, res *wire.Result) 
 			}
 			return Retryable(wire.CodeRenderFailed, fmt.Errorf("node: %w", err))
 		}
-		if err := n.putOutput(ctx, res, wire.AnimationMP4, a.MP4Key, mp4.Bytes(), "video/mp4"); err != nil {
+		if err := n.putOutput(ctx, res, wire.AnimationMP4, a.MP4Key, mp4.Bytes()); err != nil {
 			return err
 		}
 	}
@@ -105,9 +105,9 @@ func (n *Node) assemble(ctx context.Context, task *wire.Task, res *wire.Result) 
 }
 
 // putOutput uploads an assembled file and records it in res.
-func (n *Node) putOutput(ctx context.Context, res *wire.Result, name, key string, data []byte, ctype string) error {
+func (n *Node) putOutput(ctx context.Context, res *wire.Result, name, key string, data []byte) error {
 	t := time.Now()
-	if err := n.upload(ctx, key, data, ctype); err != nil {
+	if err := n.upload(ctx, key, data, wire.OutputTypes[name]); err != nil {
 		return err
 	}
 	res.Timings.UploadMS += time.Since(t).Milliseconds()

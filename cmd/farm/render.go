@@ -24,9 +24,6 @@ func init() {
 	register("render", "render images or a whole job spec locally with the engine, no farm needed", runRender)
 }
 
-// defaultSide is the output size without an init image (SD1.5's).
-const defaultSide = 512
-
 const renderUsage = `usage: farm render --model PATH --prompt TEXT --output FILE.png [flags]
        farm render --model PATH --from-png IMAGE.png --output FILE.png [flags]
        farm render --spec JOB.yaml --output DIR [--model PATH | --models DIR]
@@ -81,8 +78,8 @@ func (rf *renderFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&rf.model, "model", "", "diffusers model folder or single-file .safetensors checkpoint (required without --spec; with it, replaces the spec's model)")
 	fs.StringVar(&rf.prompt, "prompt", "", "text prompt (required without --spec)")
 	fs.StringVar(&rf.negative, "negative-prompt", "", "negative prompt")
-	fs.IntVar(&rf.width, "width", 0, fmt.Sprintf("image width in pixels, a multiple of 8 (default: the init image's width plus --outpaint, else %d)", defaultSide))
-	fs.IntVar(&rf.height, "height", 0, fmt.Sprintf("image height in pixels, a multiple of 8 (default: the init image's height plus --outpaint, else %d)", defaultSide))
+	fs.IntVar(&rf.width, "width", 0, fmt.Sprintf("image width in pixels, a multiple of 8 (default: the init image's width plus --outpaint, else %d)", scheduler.DefaultSize))
+	fs.IntVar(&rf.height, "height", 0, fmt.Sprintf("image height in pixels, a multiple of 8 (default: the init image's height plus --outpaint, else %d)", scheduler.DefaultSize))
 	fs.IntVar(&rf.steps, "steps", scheduler.DefaultSteps, "denoising steps (with an init image, --strength of them run)")
 	fs.Float64Var(&rf.cfg, "cfg-scale", scheduler.DefaultCFGScale, "classifier-free guidance scale (1 or less turns guidance off)")
 	fs.StringVar(&rf.sampler, "sampler", scheduler.DefaultSampler, "sampler: "+strings.Join(scheduler.Names(), ", "))
@@ -222,7 +219,7 @@ func (rf *renderFlags) request(fs *flag.FlagSet) (pipeline.Request, []string) {
 	// checked against it once it is read.
 	check := req
 	check.Strength, check.Outpaint = 0, pipeline.Padding{}
-	check.Width, check.Height = cmp.Or(check.Width, defaultSide), cmp.Or(check.Height, defaultSide)
+	check.Width, check.Height = cmp.Or(check.Width, scheduler.DefaultSize), cmp.Or(check.Height, scheduler.DefaultSize)
 	if rf.initImage == "" {
 		req.Width, req.Height = check.Width, check.Height
 	} else {
@@ -234,7 +231,7 @@ func (rf *renderFlags) request(fs *flag.FlagSet) (pipeline.Request, []string) {
 				problems = append(problems, fmt.Sprintf("%s %d: must be a multiple of 8 (or 0 for the init image's size plus --outpaint)", d.name, d.v))
 			}
 		}
-		check.Width, check.Height = defaultSide, defaultSide
+		check.Width, check.Height = scheduler.DefaultSize, scheduler.DefaultSize
 	}
 	if err := check.Validate(); err != nil {
 		problems = append(problems, strings.TrimPrefix(err.Error(), "pipeline: "))

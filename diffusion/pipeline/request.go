@@ -80,10 +80,10 @@ func (r Request) Defaults() Request {
 		}
 	}
 	if r.Width == 0 {
-		r.Width = 512
+		r.Width = scheduler.DefaultSize
 	}
 	if r.Height == 0 {
-		r.Height = 512
+		r.Height = scheduler.DefaultSize
 	}
 	if r.Steps == 0 {
 		r.Steps = scheduler.DefaultSteps

@@ -49,6 +49,9 @@ const (
 	DefaultSchedule = ScheduleDefault
 	DefaultSteps    = 20
 	DefaultCFGScale = 7.5
+	// DefaultSize is an image's side when none is given: SD1.5's training
+	// resolution.
+	DefaultSize = 512
 )
 
 // Names lists the sampler names New accepts.

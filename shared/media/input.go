@@ -266,30 +266,6 @@ func CheckMask(img, mask *Input) error {
 	return nil
 }
 
-// CheckMultipleOf8 reports an error naming what when a value is not a
-// multiple of 8, as the latent space is 1/8 of the pixel size per side.
-// It checks nothing else: 0 and negative multiples pass.
-func CheckMultipleOf8(what string, vals ...int) error {
-	var bad []string
-	for _, v := range vals {
-		if v%8 != 0 {
-			bad = append(bad, strconv.Itoa(v))
-		}
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	all := make([]string, len(vals))
-	for i, v := range vals {
-		all[i] = strconv.Itoa(v)
-	}
-	verb := "is not a multiple"
-	if len(bad) > 1 {
-		verb = "are not multiples"
-	}
-	return fmt.Errorf("media: %s %s: %s %s of 8", what, strings.Join(all, ", "), strings.Join(bad, " and "), verb)
-}
-
 // SHA256Hex is the lowercase hex SHA-256 of data, the content address of an input.
 func SHA256Hex(data []byte) string {
 	sum := sha256.Sum256(data)

@@ -264,33 +264,6 @@ func TestCheckMask(t *testing.T) {
 	}
 }
 
-func TestCheckMultipleOf8(t *testing.T) {
-	tests := []struct {
-		name    string
-		what    string
-		vals    []int
-		wantErr string
-	}{
-		{"size ok", "image size", []int{512, 768}, ""},
-		{"padding of zeros", "outpaint", []int{0, 0, 0, 0}, ""},
-		{"no values", "outpaint", nil, ""},
-		{"one bad", "image size", []int{512, 100}, "media: image size 512, 100: 100 is not a multiple of 8"},
-		{"two bad", "outpaint", []int{4, 8, 12, 0}, "media: outpaint 4, 8, 12, 0: 4 and 12 are not multiples of 8"},
-		{"negative not a multiple", "outpaint", []int{-3}, "media: outpaint -3: -3 is not a multiple of 8"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckMultipleOf8(tc.what, tc.vals...)
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Fatalf("CheckMultipleOf8: %v", err)
-			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
-				t.Fatalf("error %v, want %q", err, tc.wantErr)
-			}
-		})
-	}
-}
-
 func TestSHA256Hex(t *testing.T) {
 	// Test vectors from FIPS 180-2, appendix B.
 	tests := []struct{ in, want string }{

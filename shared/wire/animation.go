@@ -55,6 +55,9 @@ const (
 	AnimationMP4 = "animation.mp4"
 )
 
+// OutputTypes are the content types of the output files.
+var OutputTypes = map[string]string{AnimationGIF: "image/gif", AnimationMP4: "video/mp4"}
+
 // OutputKey is the S3 key of an output file of job (AnimationGIF, ...).
 func OutputKey(job, name string) string { return "jobs/" + job + "/" + name }
 

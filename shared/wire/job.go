@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/latentfarm/latentfarm/diffusion/scheduler"
+	"github.com/latentfarm/latentfarm/shared/media"
 	"gopkg.in/yaml.v3"
 )
 
@@ -34,21 +35,22 @@ const (
 
 // Defaults and limits of a job spec.
 const (
-	DefaultWidth         = 512
-	DefaultHeight        = 512
+	DefaultWidth         = scheduler.DefaultSize
+	DefaultHeight        = scheduler.DefaultSize
 	DefaultSteps         = scheduler.DefaultSteps
 	DefaultCFGScale      = scheduler.DefaultCFGScale
 	DefaultFramesPerTask = 4
 	DefaultMaxRetries    = 3
 	MaxFramesPerTask     = 64
 	MaxRetriesLimit      = 10
-	MinSize              = 8
-	MaxSize              = 2048
-	MaxSteps             = 150
-	MaxCFGScale          = 30
-	MaxClipSkip          = 12
-	MaxFrames            = 100000
-	MaxPromptBytes       = 4096
+	// MinSize and MaxSize bound an image side, rendered or given as input.
+	MinSize        = media.MinInputSide
+	MaxSize        = media.MaxInputSide
+	MaxSteps       = 150
+	MaxCFGScale    = 30
+	MaxClipSkip    = 12
+	MaxFrames      = 100000
+	MaxPromptBytes = 4096
 	// MaxSeed keeps seeds exactly representable as JSON numbers everywhere.
 	MaxSeed = 1<<53 - 1
 	// MaxSpecBytes bounds an encoded spec (it is stored in one etcd value).

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/latentfarm/latentfarm/shared/media"
@@ -57,12 +56,4 @@ func (s *JobSpec) ReadLocalInputs() (*LocalInputs, FieldErrors) {
 		return nil, fe
 	}
 	return &in, nil
-}
-
-// String names the inputs for messages.
-func (in *LocalInputs) String() string {
-	if in.Mask == nil {
-		return fmt.Sprintf("%dx%d %s", in.Image.Width, in.Image.Height, in.Image.Format)
-	}
-	return fmt.Sprintf("%dx%d %s with a mask", in.Image.Width, in.Image.Height, in.Image.Format)
 }
