@@ -169,9 +169,7 @@ func TestRender_Outpaint(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "wide.png")
 	args := []string{"render", "--model", filepath.Join(fix, "model"), "--prompt", "a wide landscape", "--steps", "2",
 		"--init-image", filepath.Join(fix, "golden", "img2img_init_image.png"), "--outpaint", "8,0,16,8", "--output", out, "--quiet"}
-	if code := run(args); code != 0 {
-		t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
-	}
+	mustRun(t, args)
 	f, err := os.Open(out)
 	if err != nil {
 		t.Fatal(err)
@@ -263,9 +261,7 @@ func TestRender_Spec(t *testing.T) {
 	spec := filepath.Join(dir, "job.yaml")
 	writeFiles(t, map[string][]byte{spec: []byte("model: model\nprompts: [a lighthouse]\nseeds: {start: 5, count: 2}\nwidth: 16\nheight: 16\nsteps: 2\n")})
 	out := filepath.Join(dir, "out")
-	if code := run([]string{"render", "--spec", spec, "--output", out, "--models", testfixtures.Dir(t), "--quiet"}); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
+	mustRun(t, []string{"render", "--spec", spec, "--output", out, "--models", testfixtures.Dir(t), "--quiet"})
 	data, err := os.ReadFile(filepath.Join(out, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -342,9 +338,7 @@ func TestRender_DefaultsAreTheJobSpecs(t *testing.T) {
 // how many 8-bit levels it is off the golden image at most.
 func renderLevels(t *testing.T, args []string, out, golden string) int {
 	t.Helper()
-	if code := run(args); code != 0 {
-		t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
-	}
+	mustRun(t, args)
 	f, err := os.Open(out)
 	if err != nil {
 		t.Fatal(err)
@@ -363,12 +357,8 @@ func TestRender_FromPNGSamePixels(t *testing.T) {
 	args := []string{"render", "--model", model, "--prompt", `a red fox, "oil": 1.2`, "--negative-prompt", "blurry, low quality",
 		"--width", "16", "--height", "24", "--steps", "4", "--cfg-scale", "6.5", "--sampler", "dpmpp_2m", "--schedule", "karras",
 		"--clip-skip", "1", "--seed", "77", "--output", first, "--quiet"}
-	if code := run(args); code != 0 {
-		t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
-	}
-	if code := run([]string{"render", "--model", model, "--from-png", first, "--output", again, "--quiet"}); code != 0 {
-		t.Fatalf("render --from-png: exit code %d", code)
-	}
+	mustRun(t, args)
+	mustRun(t, []string{"render", "--model", model, "--from-png", first, "--output", again, "--quiet"})
 	if !samePixels(t, first, again) {
 		t.Error("the image rendered from the PNG's settings differs from the PNG")
 	}
@@ -376,9 +366,7 @@ func TestRender_FromPNGSamePixels(t *testing.T) {
 	if text != textAgain {
 		t.Errorf("parameters\n%q\nrendered again as\n%q", text, textAgain)
 	}
-	if code := run([]string{"render", "--model", model, "--from-png", first, "--seed", "78", "--steps", "3", "--output", other, "--quiet"}); code != 0 {
-		t.Fatalf("render --from-png --seed 78: exit code %d", code)
-	}
+	mustRun(t, []string{"render", "--model", model, "--from-png", first, "--seed", "78", "--steps", "3", "--output", other, "--quiet"})
 	want := strings.Replace(strings.Replace(text, "Seed: 77", "Seed: 78", 1), "Steps: 4", "Steps: 3", 1)
 	if got := pngParameters(t, other); got != want {
 		t.Errorf("with --seed 78 --steps 3:\n%q\nwant\n%q", got, want)
@@ -489,4 +477,12 @@ func samePixels(t *testing.T, a, b string) bool {
 		}
 	}
 	return true
+}
+
+// mustRun runs farm with args and fails the test unless it exits 0.
+func mustRun(t *testing.T, args []string) {
+	t.Helper()
+	if code := run(args); code != 0 {
+		t.Fatalf("farm %s: exit code %d", strings.Join(args, " "), code)
+	}
 }

@@ -163,9 +163,7 @@ func TestSubmit_SpecFromStdin(t *testing.T) {
 	stdin = strings.NewReader("model: demo\nprompts: [a red circle, a blue square]\nsteps: 8\ncfg_scale: 6\n")
 	var out bytes.Buffer
 	stdout = &out
-	if code := run([]string{"submit", "-", "--url", srv.URL, "--token", "x", "--seed", "9", "--cfg-scale", "4"}); code != 0 {
-		t.Fatalf("farm submit -: exit code %d", code)
-	}
+	mustRun(t, []string{"submit", "-", "--url", srv.URL, "--token", "x", "--seed", "9", "--cfg-scale", "4"})
 	if got.Model != "demo" || len(got.Prompts) != 2 || got.Steps != 8 || got.CFG() != 4 || !reflect.DeepEqual(got.Seeds.List, []int64{9}) {
 		t.Errorf("sent %+v", got)
 	}
