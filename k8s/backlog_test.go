@@ -47,19 +47,14 @@ func scaledObjectsFor(b *build, p pool) []*kedav1alpha1.ScaledObject {
 // class and priority.
 func triggerConsumer(tr kedav1alpha1.ScaleTriggers) (wire.Class, wire.Priority, error) {
 	consumer := tr.Metadata["consumer"]
-	rest, ok := strings.CutPrefix(consumer, "tasks_")
-	i := strings.LastIndex(rest, "_")
-	if !ok || i < 0 {
-		return "", "", fmt.Errorf("consumer %q is not tasks_<class>_<priority>", consumer)
+	for _, c := range wire.AllClasses() {
+		for _, p := range wire.Priorities {
+			if wire.TaskConsumer(c, p) == consumer {
+				return c, p, nil
+			}
+		}
 	}
-	c, p := wire.Class(rest[:i]), wire.Priority(rest[i+1:])
-	if _, _, err := wire.ParseClass(c); err != nil {
-		return "", "", fmt.Errorf("consumer %q: %w", consumer, err)
-	}
-	if !p.Valid() || wire.TaskConsumer(c, p) != consumer {
-		return "", "", fmt.Errorf("consumer %q: no such consumer (priority %q)", consumer, p)
-	}
-	return c, p, nil
+	return "", "", fmt.Errorf("consumer %q is none the farm creates (wire.TaskConsumer of a class and priority)", consumer)
 }
 
 // countedClasses returns the classes whose consumers so reads.
