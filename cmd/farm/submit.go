@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/latentfarm/latentfarm/client"
+	"github.com/latentfarm/latentfarm/diffusion/pipeline"
 	"github.com/latentfarm/latentfarm/diffusion/scheduler"
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
@@ -65,7 +66,7 @@ func (sf *submitFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.initImage, "init-image", "", "PNG or JPEG to start from (img2img; uploaded to the farm)")
 	fs.StringVar(&sf.mask, "mask", "", "PNG or JPEG mask of the init image: white is repainted (inpainting)")
 	fs.StringVar(&sf.outpaint, "outpaint", "", "LEFT,TOP,RIGHT,BOTTOM: grow the init image by these pixels (multiples of 8) and paint the new area")
-	fs.Float64Var(&sf.strength, "strength", 0, "share of the steps re-run over the init image, (0, 1] (default 0.75; 1 with a mask or outpaint)")
+	fs.Float64Var(&sf.strength, "strength", 0, fmt.Sprintf("share of the steps re-run over the init image, (0, 1] (default %g; %g with a mask or outpaint)", pipeline.DefaultStrengthImg2Img, pipeline.DefaultStrengthInpaint))
 }
 
 // apply copies every flag that was set onto spec.
