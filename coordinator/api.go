@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +30,14 @@ const maxBody = 2 * wire.MaxSpecBytes
 //	PUT  /v1/inputs/{sha256}          store an image input  -> InputRef
 //	GET  /v1/nodes                    node entries          -> NodeList
 //	GET  /healthz                     leadership
+//	POST /v1/session {"token"}        dashboard login: sets the session cookie (no token needed)
+//	DELETE /v1/session                log out
+//	ComfyUI's API (/prompt, /history, /view, /ws, ...): see comfy.go
+//	GET  /, /assets/...               the web dashboard (no token needed): see web.go
 //	GET  /livez, /readyz, /metrics    liveness, readiness (NATS, etcd, S3, leader), Prometheus
 //
-// Every path but the last three needs "Authorization: Bearer <token>".
+// Every other path needs "Authorization: Bearer <token>" or the session
+// cookie (session.go).
 func (c *Coordinator) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", c.leaderOnly(c.handleSubmit))
@@ -48,24 +52,12 @@ func (c *Coordinator) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/inputs/{sum}", c.leaderOnly(c.handleInput))
 	mux.HandleFunc("GET /v1/nodes", c.handleNodes)
 	mux.HandleFunc("GET /healthz", c.handleHealth)
+	mux.HandleFunc("DELETE /v1/session", c.handleLogout)
+	c.mountComfy(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, wire.CodeNotFound, "no such path: "+r.Method+" "+r.URL.Path, nil)
 	})
 	return c.public(c.auth(mux))
-}
-
-// auth refuses every request without the bearer token.
-func (c *Coordinator) auth(next http.Handler) http.Handler {
-	want := []byte("Bearer " + c.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="latentfarm"`)
-			writeError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "a valid bearer token is required", nil)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // leaderOnly answers 503 not_leader on a follower, naming the leader.

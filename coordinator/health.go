@@ -15,7 +15,7 @@ import (
 const healthTimeout = 2 * time.Second
 
 // public serves what needs no token — liveness, readiness and metrics,
-// which say nothing secret — and hands every other path to api.
+// which say nothing secret, the login and the dashboard's assets — and hands every other path to api.
 func (c *Coordinator) public(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -23,6 +23,8 @@ func (c *Coordinator) public(api http.Handler) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", c.handleReady)
 	mux.Handle("GET /metrics", c.metricsHandler())
+	mux.HandleFunc("POST /v1/session", c.handleLogin)
+	c.mountWeb(mux)
 	mux.Handle("/", api)
 	return mux
 }

@@ -1,0 +1,6 @@
+package coordinator
+
+import "net/http"
+
+// mountComfy adds ComfyUI's API to the authenticated mux.
+func (c *Coordinator) mountComfy(mux *http.ServeMux) {}
