@@ -39,6 +39,7 @@ type Coordinator struct {
 	mu        sync.Mutex
 	leading   bool
 	leaderURL string
+	fence     fence // the term this coordinator leads in (fence.go)
 	jobs      map[string]*job
 	failures  map[string]map[string][]time.Time // node -> failure kind -> times
 	wake      chan struct{}                     // nudges the publisher
@@ -233,6 +234,7 @@ func (c *Coordinator) campaignOnce(ctx context.Context) error {
 	}
 	c.log.Info("leading")
 	leadCtx, stop := context.WithCancel(ctx)
+	c.setFence(el, stop)
 	go func() {
 		select {
 		case <-sess.Done():
@@ -312,6 +314,7 @@ func (c *Coordinator) stepDown() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.leading = false
+	c.fence = fence{}
 	for _, j := range c.jobs {
 		j.closeListeners()
 	}

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -333,5 +334,51 @@ func TestCoordinator_Election_FollowerRefersToLeader(t *testing.T) {
 	job, err := r2.cli.Job(ctx, st.ID, client.TasksNone)
 	if err != nil || job.ID != st.ID {
 		t.Fatalf("new leader lost the job: %+v %v", job, err)
+	}
+}
+
+func TestCoordinator_Fence_DeposedLeaderWritesRefused(t *testing.T) {
+	f := newTestFarm(t)
+	r1 := f.start(t, nil)
+	r1.waitLeading(t)
+	ctx := context.Background()
+	st, err := r1.cli.Submit(ctx, tinySpec(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd := f.etcd.Client(t)
+	before, err := etcd.Get(ctx, wire.JobKey(st.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Depose r1 behind its back: its election key goes (as when its lease
+	// expires during a partition it has not noticed yet), and r2 wins.
+	r1.c.mu.Lock()
+	key := r1.c.fence.key
+	r1.c.mu.Unlock()
+	if _, err := etcd.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	r2 := f.start(t, nil)
+	r2.waitLeading(t)
+	if !r1.c.Leading() {
+		t.Fatal("r1 noticed before writing; the test needs it to still believe it leads")
+	}
+	// r1's write is refused by etcd, and r1 steps down.
+	if _, err := r1.c.cancel(ctx, st.ID); !errors.Is(err, errNotLeader) {
+		t.Fatalf("deposed leader's cancel: %v, want errNotLeader", err)
+	}
+	if resp, err := etcd.Get(ctx, wire.CancelledKey(st.ID)); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("deposed leader wrote a cancel mark (%v)", err)
+	}
+	after, err := etcd.Get(ctx, wire.JobKey(st.ID))
+	if err != nil || after.Kvs[0].ModRevision != before.Kvs[0].ModRevision {
+		t.Fatalf("deposed leader rewrote the job record (%v)", err)
+	}
+	farmtest.Eventually(t, 5*time.Second, func() bool { return !r1.c.Leading() })
+	// The job is r2's, untouched.
+	job, err := r2.cli.Job(ctx, st.ID, client.TasksNone)
+	if err != nil || job.State == wire.JobCancelled {
+		t.Fatalf("job after the refused cancel: %+v %v", job, err)
 	}
 }

@@ -76,13 +76,12 @@ func (c *Coordinator) submit(ctx context.Context, spec wire.JobSpec) (wire.JobSt
 		return wire.JobStatus{}, errNotLeader
 	}
 	// Stored first: once the job is in etcd a new leader publishes its tasks.
-	txn, err := c.etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(wire.JobKey(id)), "=", 0)).
-		Then(clientv3.OpPut(wire.JobKey(id), string(b))).Commit()
+	fresh, err := c.leaderTxn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(wire.JobKey(id)), "=", 0)},
+		clientv3.OpPut(wire.JobKey(id), string(b)))
 	if err != nil {
 		return wire.JobStatus{}, fmt.Errorf("coordinator: store job: %w", err)
 	}
-	if !txn.Succeeded {
+	if !fresh {
 		return wire.JobStatus{}, fmt.Errorf("coordinator: job id %s already taken", id)
 	}
 	j := newJob(rec, tasks)
@@ -332,7 +331,7 @@ func (c *Coordinator) cancel(ctx context.Context, id string) (wire.JobStatus, er
 	c.mu.Unlock()
 
 	mark, _ := json.Marshal(wire.Cancel{JobID: id, Reason: "cancelled by user"})
-	if _, err := c.etcd.Put(ctx, wire.CancelledKey(id), string(mark)); err != nil {
+	if _, err := c.leaderTxn(ctx, nil, clientv3.OpPut(wire.CancelledKey(id), string(mark))); err != nil {
 		return wire.JobStatus{}, fmt.Errorf("coordinator: cancel %s: %w", id, err)
 	}
 	if err := c.persist(ctx); err != nil {

@@ -248,7 +248,7 @@ func (c *Coordinator) exclude(e wire.Exclusion) {
 	lease, err := c.etcd.Grant(ctx, int64(c.opts.ExcludeFor/time.Second)+1)
 	if err == nil {
 		b, _ := json.Marshal(e)
-		_, err = c.etcd.Put(ctx, wire.ExclusionKey(e.NodeID, e.Kind), string(b), clientv3.WithLease(lease.ID))
+		_, err = c.leaderTxn(ctx, nil, clientv3.OpPut(wire.ExclusionKey(e.NodeID, e.Kind), string(b), clientv3.WithLease(lease.ID)))
 	}
 	if err != nil {
 		c.log.Error("recording exclusion failed", "node_id", e.NodeID, "kind", e.Kind, "error", err)

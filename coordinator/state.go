@@ -226,7 +226,8 @@ func (c *Coordinator) takeDirty() pending {
 	return p
 }
 
-// maxTxnOps stays under etcd's default limit of 128 operations per txn.
+// maxTxnOps stays under etcd's default limit of 128 operations per txn
+// (the fence's nested transaction counts as one more).
 const maxTxnOps = 120
 
 // persist writes every dirty record to etcd. On failure the records are
@@ -255,8 +256,8 @@ func (c *Coordinator) persist(ctx context.Context) error {
 func (c *Coordinator) writeOps(ctx context.Context, ops []clientv3.Op) error {
 	for len(ops) > 0 {
 		n := min(len(ops), maxTxnOps)
-		if _, err := c.etcd.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
-			return fmt.Errorf("coordinator: etcd write: %w", err)
+		if _, err := c.leaderTxn(ctx, nil, ops[:n]...); err != nil {
+			return err
 		}
 		ops = ops[n:]
 	}
