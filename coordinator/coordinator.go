@@ -218,11 +218,17 @@ func (c *Coordinator) campaign(ctx context.Context) error {
 }
 
 func (c *Coordinator) campaignOnce(ctx context.Context) error {
+	if err := c.revokeLastTerm(ctx); err != nil {
+		return err
+	}
 	sess, err := concurrency.NewSession(c.etcd, concurrency.WithTTL(int(c.opts.ElectionTTL/time.Second)), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("coordinator: election session: %w", err)
 	}
 	defer sess.Close()
+	if err := c.recordTerm(sess.Lease()); err != nil {
+		return err
+	}
 	el := concurrency.NewElection(sess, wire.LeaderPrefix)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	go c.observeLeader(watchCtx, el)

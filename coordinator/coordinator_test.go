@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -380,5 +383,36 @@ func TestCoordinator_Fence_DeposedLeaderWritesRefused(t *testing.T) {
 	job, err := r2.cli.Job(ctx, st.ID, client.TasksNone)
 	if err != nil || job.State == wire.JobCancelled {
 		t.Fatalf("job after the refused cancel: %+v %v", job, err)
+	}
+}
+
+func TestCoordinator_Restart_AfterCrashLeadsWithin2s(t *testing.T) {
+	f := newTestFarm(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	etcd := f.etcd.Client(t)
+	// What a crashed coordinator leaves: its election key under a lease that
+	// nobody keeps alive any more but that has not expired (10 s), and the
+	// lease recorded in its state folder.
+	lease, err := etcd.Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fmt.Sprintf("%s/%x", wire.LeaderPrefix, int64(lease.ID))
+	if _, err := etcd.Put(ctx, key, "http://crashed", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, leaseFile), []byte(fmt.Sprintf("%x\n", int64(lease.ID))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := f.start(t, func(o *Options) { o.StateDir = dir; o.ElectionTTL = 10 * time.Second })
+	farmtest.Eventually(t, 15*time.Second, r.c.Leading)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("restarted coordinator led after %v, want under 2s", took)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, leaseFile))
+	if err != nil || strings.TrimSpace(string(b)) == fmt.Sprintf("%x", int64(lease.ID)) {
+		t.Fatalf("state folder does not record the new term: %q %v", b, err)
 	}
 }

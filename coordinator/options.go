@@ -56,6 +56,11 @@ type Options struct {
 	// ElectionTTL is the session TTL of the leader election (default 10s):
 	// how long a dead leader keeps the lead.
 	ElectionTTL time.Duration
+	// StateDir, when set, is a folder of this coordinator's own (one
+	// coordinator per folder) where it records its election lease, so that
+	// after a crash it revokes its old term and leads again at once instead
+	// of waiting out ElectionTTL (term.go).
+	StateDir string
 	// ResultBatch is how many results are applied per etcd write (default 256).
 	ResultBatch int
 	// PresignTTL is how long download URLs work (default 1h).

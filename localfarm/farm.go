@@ -95,7 +95,7 @@ func (f *Farm) Run(ctx context.Context) error {
 // the S3 gateway.
 func (f *Farm) startInfra(ctx context.Context) error {
 	o := f.opts
-	for _, d := range []string{o.Dir, f.path("nats"), f.path("etcd"), f.path("s3"), f.path("logs"), f.path("cache"), f.path("models")} {
+	for _, d := range []string{o.Dir, f.path("nats"), f.path("etcd"), f.path("s3"), f.path("logs"), f.path("cache"), f.path("models"), f.path("coordinator")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("localfarm: data dir: %w", err)
 		}

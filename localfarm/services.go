@@ -24,6 +24,7 @@ func (f *Farm) runServices(ctx context.Context) error {
 	coord, err := coordinator.New(coordinator.Options{
 		NATS: f.NATSConfig(), Etcd: f.EtcdConfig(), S3: f.S3Config(),
 		Listener: ln, AdvertiseURL: apiURL, Token: creds.Token, Logger: o.Logger,
+		StateDir: f.path("coordinator"),
 	})
 	if err != nil {
 		ln.Close()
