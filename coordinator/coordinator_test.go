@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -259,7 +260,7 @@ func TestCoordinator_Why_NoNodeBigEnough(t *testing.T) {
 	if _, err := f.etcd.Client(t).Put(ctx, wire.NodeKey("small"), string(b)); err != nil {
 		t.Fatal(err)
 	}
-	spec := wire.JobSpec{Model: "sdxl-base", Prompts: []string{"big"}, Width: 1024, Height: 1024}
+	spec := wire.JobSpec{Model: "sdxl-base", Prompts: []string{"big"}, Width: 1024, Height: 1024, AllowPendingModel: true}
 	st, err := r.cli.Submit(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -414,5 +415,48 @@ func TestCoordinator_Restart_AfterCrashLeadsWithin2s(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, leaseFile))
 	if err != nil || strings.TrimSpace(string(b)) == fmt.Sprintf("%x", int64(lease.ID)) {
 		t.Fatalf("state folder does not record the new term: %q %v", b, err)
+	}
+}
+
+func TestCoordinator_Submit_UnknownModelRefused(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx := context.Background()
+	etcd := f.etcd.Client(t)
+	n := wire.NodeInfo{ID: "n1", Backend: wire.BackendCPU, State: wire.NodeReady, Renderer: wire.RendererEngine,
+		ModelsOnDisk: []string{"sd-tiny"}, ModelsLoaded: []string{"sd15"}}
+	b, _ := json.Marshal(n)
+	if _, err := etcd.Put(ctx, wire.NodeKey(n.ID), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	s3 := f.s3.Client(t)
+	man := []byte(`{"name":"stored","files":[]}`)
+	if _, err := s3.PutObject(ctx, f.s3.Bucket, wire.ModelManifestKey("stored"), bytes.NewReader(man), int64(len(man)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spec := func(model string, pending bool) wire.JobSpec {
+		s := tinySpec(1)
+		s.Model, s.AllowPendingModel = model, pending
+		return s
+	}
+	_, err := r.cli.Submit(ctx, spec("nope", false))
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Code != wire.CodeInvalidJob || len(ae.Fields) != 1 || ae.Fields[0].Field != "model" {
+		t.Fatalf("unknown model: %v", err)
+	}
+	for _, want := range []string{`"nope"`, "sd-tiny", "sd15", "stored", "allow_pending_model"} {
+		if !strings.Contains(ae.Fields[0].Reason, want) {
+			t.Errorf("refusal %q does not mention %s", ae.Fields[0].Reason, want)
+		}
+	}
+	jobs, err := r.cli.Jobs(ctx, "", 10)
+	if err != nil || len(jobs) != 0 {
+		t.Fatalf("a refused job was stored: %d jobs, %v", len(jobs), err)
+	}
+	for _, s := range []wire.JobSpec{spec("sd-tiny", false), spec("sd15", false), spec("stored", false), spec("nope", true)} {
+		if _, err := r.cli.Submit(ctx, s); err != nil {
+			t.Errorf("model %s (pending %v): %v", s.Model, s.AllowPendingModel, err)
+		}
 	}
 }

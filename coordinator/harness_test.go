@@ -240,9 +240,11 @@ func (n *testNode) start(t *testing.T, f *testFarm) context.CancelFunc {
 	return cancel
 }
 
-// tinySpec is a valid spec of frames images of the test model.
+// tinySpec is a valid spec of frames images of the test model. The test
+// nodes register no entry, so the model is allowed to be pending.
 func tinySpec(frames int) wire.JobSpec {
-	return wire.JobSpec{Model: "sd-tiny", Prompts: []string{"a red square"}, Seeds: wire.SeedRange(1, frames), Width: 16, Height: 16, Steps: 2}
+	return wire.JobSpec{Model: "sd-tiny", Prompts: []string{"a red square"}, Seeds: wire.SeedRange(1, frames), Width: 16, Height: 16, Steps: 2,
+		AllowPendingModel: true}
 }
 
 // pendingTasks is the number of messages in the TASKS stream.

@@ -52,6 +52,9 @@ func (c *Coordinator) submit(ctx context.Context, spec wire.JobSpec) (wire.JobSt
 	if fe := spec.InputKeyErrors(); len(fe) > 0 {
 		return wire.JobStatus{}, fe
 	}
+	if err := c.checkModel(ctx, &spec); err != nil {
+		return wire.JobStatus{}, err
+	}
 	if err := c.checkInputs(ctx, &spec); err != nil {
 		return wire.JobStatus{}, err
 	}

@@ -96,7 +96,9 @@ func TestFarm_MetricsHealthAndBacklog(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	st, err := c.cli.Submit(ctx, batch("metered", []string{"a", "b"}, 12, 4)) // 24 frames, 6 tasks
+	spec := batch("metered", []string{"a", "b"}, 12, 4) // 24 frames, 6 tasks
+	spec.AllowPendingModel = true                       // no node yet: the backlog waits
+	st, err := c.cli.Submit(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

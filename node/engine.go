@@ -70,7 +70,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 }
 
 // Name implements Renderer.
-func (e *Engine) Name() string { return "engine" }
+func (e *Engine) Name() string { return wire.RendererEngine }
 
 // ModelsLoaded implements ModelLister.
 func (e *Engine) ModelsLoaded() []string {

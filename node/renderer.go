@@ -22,7 +22,8 @@ import (
 // A node calls Prepare once per task, then Render once per frame, from one
 // goroutine at a time.
 type Renderer interface {
-	// Name is "engine" or "load-test", shown in the node's entry.
+	// Name is wire.RendererEngine or wire.RendererLoadTest, shown in the
+	// node's entry.
 	Name() string
 	// Prepare gets what the task needs ready (fetches and loads its model).
 	Prepare(ctx context.Context, task *wire.Task) error
@@ -81,7 +82,7 @@ type LoadTest struct {
 var _ Renderer = (*LoadTest)(nil)
 
 // Name implements Renderer.
-func (l *LoadTest) Name() string { return "load-test" }
+func (l *LoadTest) Name() string { return wire.RendererLoadTest }
 
 // Prepare implements Renderer; there is nothing to load.
 func (l *LoadTest) Prepare(ctx context.Context, task *wire.Task) error { return ctx.Err() }

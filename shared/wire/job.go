@@ -100,6 +100,10 @@ type JobSpec struct {
 	FramesPerTask int `json:"frames_per_task,omitempty" yaml:"frames_per_task,omitempty"`
 	// MaxRetries is how many times a failed task is run again (default 3).
 	MaxRetries *int `json:"max_retries,omitempty" yaml:"max_retries,omitempty"`
+	// AllowPendingModel accepts a model that neither the model store nor
+	// any registered node has: the job waits for a node that brings it.
+	// Without it such a job is refused at submit.
+	AllowPendingModel bool `json:"allow_pending_model,omitempty" yaml:"allow_pending_model,omitempty"`
 	// Animation settings (kind "animation"): Frames in all, keyframes
 	// included, played at FPS; Easing shapes the motion between two keys
 	// (linear or smooth); Embeddings is how the text embeddings move between

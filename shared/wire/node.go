@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Node states.
 const (
@@ -37,7 +40,7 @@ type NodeInfo struct {
 	Currency     string  `json:"currency,omitempty"`
 	// Capabilities are optional tools the node has (CapabilityFFmpeg).
 	Capabilities []string `json:"capabilities,omitempty"`
-	// Renderer is "engine" or "load-test".
+	// Renderer is RendererEngine or RendererLoadTest.
 	Renderer  string    `json:"renderer,omitempty"`
 	Version   string    `json:"version,omitempty"`
 	StartedAt time.Time `json:"started_at"`
@@ -85,4 +88,18 @@ func (n *NodeInfo) Serves(c Class) bool {
 		}
 	}
 	return false
+}
+
+// The renderers a node entry names.
+const (
+	RendererEngine = "engine"
+	// RendererLoadTest spends a fixed time per image and renders any model
+	// name: it stands in for GPUs in load tests.
+	RendererLoadTest = "load-test"
+)
+
+// HasModel reports whether the node can render model without the model
+// store: it has it on disk or loaded, or it is a load-test node.
+func (n *NodeInfo) HasModel(model string) bool {
+	return n.Renderer == RendererLoadTest || slices.Contains(n.ModelsOnDisk, model) || slices.Contains(n.ModelsLoaded, model)
 }
