@@ -65,6 +65,19 @@ func TestCoordinator_Batch_CompletesWithManifest(t *testing.T) {
 	if m.GPUSeconds != 0.5*11 {
 		t.Fatalf("gpu seconds %v", m.GPUSeconds)
 	}
+	// The manifest is the delivery record: each task ran once; its task
+	// records have left etcd.
+	if len(m.Tasks) != 11 {
+		t.Fatalf("manifest records %d tasks, want 11", len(m.Tasks))
+	}
+	for _, mt := range m.Tasks {
+		if mt.State != wire.TaskDone || mt.Attempt != 1 || mt.Renders != 1 || mt.Node == "" {
+			t.Errorf("manifest task %+v, want done on attempt 1, rendered once", mt)
+		}
+	}
+	if resp, err := f.etcd.Client(t).Get(ctx, wire.JobTasksPrefix(st.ID), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+		t.Fatalf("%d task records left in etcd (%v)", resp.Count, err)
+	}
 	// Every frame is in S3 once.
 	s3 := f.s3.Client(t)
 	n := 0
@@ -186,8 +199,8 @@ func TestCoordinator_Retry_ThenFailAfterDistinctNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(job.Tasks) != 1 || job.Tasks[0].State != wire.TaskFailed || len(job.Tasks[0].FailedNodes) != 2 {
-		t.Fatalf("tasks %+v", job.Tasks)
+	if len(job.Tasks) != 1 || job.Tasks[0].State != wire.TaskFailed || len(job.Tasks[0].FailedNodes) != 2 || job.Tasks[0].Attempt != 2 {
+		t.Fatalf("tasks %+v, want one failed after 2 runs on 2 nodes", job.Tasks)
 	}
 	m, err := r.cli.Manifest(ctx, st.ID)
 	if err != nil || len(m.Failed) != 1 || m.Failed[0].Error.Code != wire.CodeOutOfMemory {
@@ -458,5 +471,42 @@ func TestCoordinator_Submit_UnknownModelRefused(t *testing.T) {
 		if _, err := r.cli.Submit(ctx, s); err != nil {
 			t.Errorf("model %s (pending %v): %v", s.Model, s.AllowPendingModel, err)
 		}
+	}
+}
+
+func TestCoordinator_Retry_RerunShowsAttempt2(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx := context.Background()
+	flaky := &testNode{id: "flaky", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30),
+		fail: func(wire.Task) *wire.Error { return &wire.Error{Code: wire.CodeOutOfMemory, Message: "boom"} }}
+	stopFlaky := flaky.start(t, f)
+	st, err := r.cli.Submit(ctx, tinySpec(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	farmtest.Eventually(t, 10*time.Second, func() bool { return len(flaky.taken()) > 0 })
+	stopFlaky() // gone before the retry, so that nobody passes it on
+	good := &testNode{id: "good", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)}
+	good.start(t, f)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if final, err := r.cli.Wait(wctx, st.ID); err != nil || final.State != wire.JobDone {
+		t.Fatalf("final %+v %v", final, err)
+	}
+	m, err := r.cli.Manifest(ctx, st.ID)
+	if err != nil || len(m.Tasks) != 1 || len(m.Frames) != 1 {
+		t.Fatalf("manifest %+v %v", m, err)
+	}
+	if mt := m.Tasks[0]; mt.Attempt != 2 || mt.Node != "good" || mt.Renders != 1 || mt.FailedNodes["flaky"] != 1 {
+		t.Errorf("manifest task %+v, want rendered once by good on attempt 2 after flaky failed", mt)
+	}
+	if m.Frames[0].Attempt != 2 {
+		t.Errorf("manifest frame attempt %d, want 2", m.Frames[0].Attempt)
+	}
+	job, err := r.cli.Job(ctx, st.ID, client.TasksAll)
+	if err != nil || len(job.Tasks) != 1 || job.Tasks[0].Attempt != 2 {
+		t.Fatalf("tasks of the finished job %+v %v", job.Tasks, err)
 	}
 }

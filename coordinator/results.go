@@ -82,6 +82,14 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 			continue
 		}
 		j, ok := c.jobs[r.JobID]
+		if ok && j.tasks == nil && r.OK() && j.rec.State != wire.JobCancelled {
+			// The job ended: this task was rendered again, or its result
+			// is seen again after a crash. Counted, never applied.
+			j.rec.LateResults++
+			j.recDirty = true
+			c.log.Warn("result after the job ended", "job_id", r.JobID, "task_id", r.TaskID, "node_id", r.NodeID, "delivery", r.Delivery)
+			continue
+		}
 		if !ok || j.tasks == nil || wire.JobFinished(j.rec.State) {
 			continue
 		}
@@ -111,8 +119,15 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 	tr := &j.trecs[i]
 	t := &j.tasks[i]
 	delete(j.running, i)
+	if tr.State == wire.TaskDone && r.OK() && !sameRun(tr.Result, r) {
+		// Rendered twice: the task was handed out again while it ran.
+		tr.Renders++
+		j.markTask(i)
+		c.log.Warn("task rendered again", "job_id", j.rec.ID, "task_id", t.ID, "node_id", r.NodeID, "renders", tr.Renders)
+		return nil
+	}
 	if tr.State == wire.TaskDone || tr.State == wire.TaskFailed || tr.State == wire.TaskCancelled {
-		return nil // a duplicate (redelivered task or replayed result)
+		return nil // a replayed result, or a failure after the end
 	}
 	log := c.log.With("job_id", j.rec.ID, "task_id", t.ID, "node_id", r.NodeID)
 	if r.OK() {
@@ -124,7 +139,7 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 			if tr.State == wire.TaskRetryWait {
 				j.retryWaiting--
 			}
-			tr.State, tr.Node, tr.Result, tr.Error, tr.NotBefore = wire.TaskDone, r.NodeID, r, nil, nil
+			tr.State, tr.Node, tr.Result, tr.Error, tr.NotBefore, tr.Renders = wire.TaskDone, r.NodeID, r, nil, nil, 1
 			j.rec.TasksDone++
 			j.rec.FramesDone += len(t.Frames)
 			j.rec.GPUSeconds += r.GPUSeconds
@@ -156,6 +171,7 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 			j.retryWaiting--
 		}
 		tr.State, tr.NotBefore = wire.TaskFailed, nil
+		tr.PriorRuns = tr.Run(r) // every run, for the manifest
 		j.rec.TasksFailed++
 		j.rec.FramesFailed += len(t.Frames)
 		log.Warn("task failed", "code", r.Error.Code, "message", r.Error.Message, "failures", tr.Failures, "nodes", len(tr.FailedNodes))
@@ -164,6 +180,7 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 		backoff := c.backoff(tr.Failures)
 		nb := c.opts.Now().Add(backoff)
 		tr.State, tr.NotBefore = wire.TaskRetryWait, &nb
+		tr.PriorRuns = tr.Run(r)
 		tr.Attempt++
 		t.Attempt = tr.Attempt
 		t.ExcludeNodes = failedNodes(*tr)
@@ -171,6 +188,12 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 		log.Info("task will be retried", "code", r.Error.Code, "attempt", tr.Attempt, "backoff", backoff)
 	}
 	return excl
+}
+
+// sameRun reports whether two results report the same run of a task (a
+// result seen twice), rather than two runs.
+func sameRun(a, b *wire.Result) bool {
+	return a != nil && a.NodeID == b.NodeID && a.Attempt == b.Attempt && a.Delivery == b.Delivery && a.StartedAt.Equal(b.StartedAt)
 }
 
 // checkFrames verifies that a successful result covers exactly the task's
@@ -334,12 +357,8 @@ func (c *Coordinator) finalize(ctx context.Context, id string) {
 		j.rec.FinishedAt = &now
 	}
 	j.rec.ManifestKey = wire.ManifestKey(id)
-	j.recDirty = true
 	c.mu.Unlock()
-	if err := c.persist(ctx); err != nil {
-		c.log.Error("recording finished job failed; will retry", "job_id", id, "error", err)
-		time.AfterFunc(2*time.Second, func() { _ = c.persist(ctx) })
-	}
+	c.persistFinished(ctx, j)
 	c.mu.Lock()
 	j.notify()
 	j.tasks, j.byID, j.trecs, j.running = nil, nil, nil, nil
@@ -375,6 +394,9 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 	}
 	for i, tr := range j.trecs {
 		t := &j.tasks[i]
+		if mt, ok := manifestTask(t, &tr); ok {
+			m.Tasks = append(m.Tasks, mt)
+		}
 		switch {
 		case tr.State == wire.TaskDone && tr.Result != nil && t.Assemble != nil:
 			m.GPUSeconds += tr.Result.GPUSeconds
@@ -399,7 +421,7 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 				}
 				m.Frames = append(m.Frames, wire.ManifestFrame{
 					Index: f.Index, Key: f.Key, Prompt: f.Prompt, Seed: f.Seed, Node: r.NodeID,
-					GPU: r.GPU, TaskID: t.ID, Attempt: r.Attempt, RenderMS: fr.RenderMS, GPUSeconds: secs,
+					GPU: r.GPU, TaskID: t.ID, Attempt: tr.Run(r), RenderMS: fr.RenderMS, GPUSeconds: secs,
 					Cost: r.Price.Cost(secs),
 				})
 				m.Nodes[r.NodeID]++
@@ -422,4 +444,20 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 		m.CostPerImage = m.Cost.Amount / float64(len(m.Frames))
 	}
 	return m
+}
+
+// manifestTask records a task that ran to an end (done or failed).
+func manifestTask(t *wire.Task, tr *wire.TaskRecord) (wire.ManifestTask, bool) {
+	if tr.State != wire.TaskDone && tr.State != wire.TaskFailed {
+		return wire.ManifestTask{}, false
+	}
+	mt := wire.ManifestTask{ID: t.ID, State: tr.State, Node: tr.Node, Attempt: tr.PriorRuns,
+		Renders: tr.Renders, FailedNodes: tr.FailedNodes, Error: tr.Error}
+	if len(t.Frames) > 0 {
+		mt.Frames = [2]int{t.Frames[0].Index, t.Frames[len(t.Frames)-1].Index}
+	}
+	if r := tr.Result; r != nil && tr.State == wire.TaskDone {
+		mt.Attempt, mt.StartedAt, mt.FinishedAt, mt.Timings = tr.Run(r), r.StartedAt, r.FinishedAt, r.Timings
+	}
+	return mt, true
 }

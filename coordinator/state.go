@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -262,4 +263,37 @@ func (c *Coordinator) writeOps(ctx context.Context, ops []clientv3.Op) error {
 		ops = ops[n:]
 	}
 	return nil
+}
+
+// persistFinished writes a finished job's record and removes its task
+// records in one transaction: the manifest, already in S3, is the job's
+// record of its tasks from now on. It retries until it succeeds or the
+// term ends.
+func (c *Coordinator) persistFinished(ctx context.Context, j *job) {
+	c.persistMu.Lock()
+	defer c.persistMu.Unlock()
+	for {
+		c.mu.Lock()
+		b, _ := json.Marshal(j.rec)
+		j.recDirty = false
+		j.dirty = map[int]bool{}
+		c.mu.Unlock()
+		_, err := c.leaderTxn(ctx, nil, clientv3.OpPut(wire.JobKey(j.rec.ID), string(b)),
+			clientv3.OpDelete(wire.JobTasksPrefix(j.rec.ID), clientv3.WithPrefix()))
+		if err == nil {
+			return
+		}
+		c.mu.Lock()
+		j.recDirty = true
+		c.mu.Unlock()
+		if errors.Is(err, errNotLeader) || ctx.Err() != nil {
+			return
+		}
+		c.log.Error("recording finished job failed; will retry", "job_id", j.rec.ID, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }

@@ -2,12 +2,9 @@ package coordinator
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"sort"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // listener is one open event stream of a job.
@@ -56,7 +53,7 @@ func (c *Coordinator) status(j *job, detail bool) wire.JobStatus {
 		Class: r.Class, VRAMBytes: r.VRAMBytes, FramesTotal: r.Spec.TotalFrames(), FramesDone: r.FramesDone,
 		FramesFailed: r.FramesFailed, TasksTotal: r.Tasks, TasksDone: r.TasksDone, TasksFailed: r.TasksFailed,
 		GPUSeconds: r.GPUSeconds, Cost: r.Cost, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt, Error: r.Error,
-		ManifestKey: r.ManifestKey,
+		ManifestKey: r.ManifestKey, LateResults: r.LateResults,
 	}
 	if j.tasks != nil && !wire.JobFinished(r.State) {
 		st.TasksRunning = len(j.running)
@@ -103,24 +100,20 @@ func taskStatus(t *wire.Task, tr wire.TaskRecord, runningOn string) wire.TaskSta
 	return ts
 }
 
-// storedTasks reads the task records of a finished job from etcd.
+// storedTasks lists a finished job's tasks from its manifest (its task
+// records left etcd when it ended): the failed ones, or all with all.
 func (c *Coordinator) storedTasks(ctx context.Context, id string, all bool) ([]wire.TaskStatus, error) {
-	resp, err := c.etcd.Get(ctx, wire.JobTasksPrefix(id), clientv3.WithPrefix())
+	m, err := c.readManifest(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: tasks of %s: %w", id, err)
+		return nil, err
 	}
 	var out []wire.TaskStatus
-	for _, kv := range resp.Kvs {
-		var tr wire.TaskRecord
-		if json.Unmarshal(kv.Value, &tr) != nil || (!all && tr.State == wire.TaskDone) {
+	for _, mt := range m.Tasks {
+		if !all && mt.State == wire.TaskDone {
 			continue
 		}
-		ts := wire.TaskStatus{ID: tr.ID, State: tr.State, Attempt: tr.Attempt, Node: tr.Node, FailedNodes: tr.FailedNodes, Error: tr.Error}
-		if _, first, last, err := wire.ParseTaskID(tr.ID); err == nil {
-			ts.Frames = [2]int{first, last}
-		}
-		out = append(out, ts)
+		out = append(out, wire.TaskStatus{ID: mt.ID, State: mt.State, Attempt: mt.Attempt, Frames: mt.Frames,
+			Node: mt.Node, FailedNodes: mt.FailedNodes, Error: mt.Error})
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out, nil
 }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // benchEnv reads an integer setting of the benchmark from the environment.
@@ -117,13 +115,11 @@ func TestFarmBench(t *testing.T) {
 	t.Logf("farm bench: %s of %d frames, %d nodes, %d frames per task (%d tasks), load-test delay %s",
 		normal.Kind, frames, nodes, fpt, final.TasksTotal, delay)
 	if len(m.Outputs) > 0 {
-		tr := f.taskRecord(t, st.ID, wire.AssembleTaskID(st.ID))
-		if r := tr.Result; r != nil {
-			frameWall := r.StartedAt.Sub(st.CreatedAt)
-			t.Logf("RESULT frames alone %.0f frames/s (submit to the assembly's start: %.2f s); assembly %.2f s (read %d ms, encode %d ms, upload %d ms) on %s",
-				float64(frames)/frameWall.Seconds(), frameWall.Seconds(), r.FinishedAt.Sub(r.StartedAt).Seconds(),
-				r.Timings.LoadMS, r.Timings.DenoiseMS, r.Timings.UploadMS, r.NodeID)
-		}
+		r := f.manifestTask(t, st.ID, wire.AssembleTaskID(st.ID))
+		frameWall := r.StartedAt.Sub(st.CreatedAt)
+		t.Logf("RESULT frames alone %.0f frames/s (submit to the assembly's start: %.2f s); assembly %.2f s (read %d ms, encode %d ms, upload %d ms) on %s",
+			float64(frames)/frameWall.Seconds(), frameWall.Seconds(), r.FinishedAt.Sub(r.StartedAt).Seconds(),
+			r.Timings.LoadMS, r.Timings.DenoiseMS, r.Timings.UploadMS, r.Node)
 		t.Logf("RESULT assembled %v", m.Outputs)
 	}
 	t.Logf("RESULT end-to-end %.0f frames/s (%d frames in %.2f s, submit call %s)",
@@ -165,32 +161,20 @@ func benchSpec(t *testing.T, frames, fpt int) wire.JobSpec {
 	return batch("bench", prompts, perPrompt, fpt)
 }
 
-// dispatchTimes reads the job's task records and returns each task's wait
-// from publish to start, and each node's gaps between finishing a task and
+// dispatchTimes reads the job's manifest and returns each task's wait from
+// publish to start, and each node's gaps between finishing a task and
 // starting the next.
 func (f *farm) dispatchTimes(t *testing.T, job string) (queue, gaps []time.Duration) {
 	t.Helper()
-	resp, err := f.etc.Get(context.Background(), wire.JobTasksPrefix(job), clientv3.WithPrefix())
-	if err != nil {
-		t.Fatal(err)
+	byNode := map[string][]wire.ManifestTask{}
+	for _, mt := range f.manifest(t, job).Tasks {
+		queue = append(queue, time.Duration(mt.Timings.QueueMS)*time.Millisecond)
+		byNode[mt.Node] = append(byNode[mt.Node], mt)
 	}
-	byNode := map[string][]*wire.Result{}
-	for _, kv := range resp.Kvs {
-		var tr wire.TaskRecord
-		if err := json.Unmarshal(kv.Value, &tr); err != nil {
-			t.Fatal(err)
-		}
-		if tr.Result == nil {
-			continue
-		}
-		r := tr.Result
-		queue = append(queue, time.Duration(r.Timings.QueueMS)*time.Millisecond)
-		byNode[r.NodeID] = append(byNode[r.NodeID], r)
-	}
-	for _, rs := range byNode {
-		slices.SortFunc(rs, func(a, b *wire.Result) int { return a.StartedAt.Compare(b.StartedAt) })
-		for i := 1; i < len(rs); i++ {
-			gaps = append(gaps, rs[i].StartedAt.Sub(rs[i-1].FinishedAt))
+	for _, ts := range byNode {
+		slices.SortFunc(ts, func(a, b wire.ManifestTask) int { return a.StartedAt.Compare(b.StartedAt) })
+		for i := 1; i < len(ts); i++ {
+			gaps = append(gaps, ts[i].StartedAt.Sub(ts[i-1].FinishedAt))
 		}
 	}
 	return queue, gaps
@@ -213,15 +197,11 @@ func (f *farm) idleProbes(t *testing.T, c *coord, n int) []time.Duration {
 	var out []time.Duration
 	for _, id := range ids {
 		waitJob(t, c.cli, id, 30*time.Second)
-		resp, err := f.etc.Get(ctx, wire.JobTasksPrefix(id), clientv3.WithPrefix())
-		if err != nil || len(resp.Kvs) != 1 {
-			t.Fatalf("probe %s: %d task records, %v", id, len(resp.Kvs), err)
+		ts := f.manifest(t, id).Tasks
+		if len(ts) != 1 {
+			t.Fatalf("probe %s: the manifest records %d tasks", id, len(ts))
 		}
-		var tr wire.TaskRecord
-		if err := json.Unmarshal(resp.Kvs[0].Value, &tr); err != nil || tr.Result == nil {
-			t.Fatalf("probe %s: %v", id, err)
-		}
-		out = append(out, time.Duration(tr.Result.Timings.QueueMS)*time.Millisecond)
+		out = append(out, time.Duration(ts[0].Timings.QueueMS)*time.Millisecond)
 	}
 	return out
 }

@@ -79,12 +79,12 @@ func TestFarm_SIGKILLedNodeLosesNoFrame(t *testing.T) {
 	m := f.checkComplete(t, st.ID, 32)
 	// The killed node's task came back (redelivered after the ack wait) and
 	// another node finished it.
-	tr := f.taskRecord(t, st.ID, victim)
-	if tr.State != wire.TaskDone || tr.Result == nil || tr.Result.NodeID != "steady" || tr.Result.Delivery < 2 {
-		t.Fatalf("killed task %s: state %s, result %+v; want done by steady on a redelivery", victim, tr.State, tr.Result)
+	mt := f.manifestTask(t, st.ID, victim)
+	if mt.State != wire.TaskDone || mt.Node != "steady" || mt.Attempt < 2 || mt.Renders != 1 {
+		t.Fatalf("killed task %s: %+v; want done once by steady on attempt 2 or later", victim, mt)
 	}
-	if tr.Result.StartedAt.Before(killedAt) {
-		t.Errorf("killed task restarted at %s, before the kill at %s", tr.Result.StartedAt, killedAt)
+	if mt.StartedAt.Before(killedAt) {
+		t.Errorf("killed task restarted at %s, before the kill at %s", mt.StartedAt, killedAt)
 	}
 	for _, fr := range m.Frames {
 		if fr.TaskID == victim && fr.Node != "steady" {
@@ -318,9 +318,8 @@ func TestFarm_SIGTERMDrainsNode(t *testing.T) {
 	f.checkComplete(t, st.ID, 16)
 	// The task in hand at SIGTERM was finished by the draining node itself,
 	// on its first delivery: not dropped, not handed back.
-	tr := f.taskRecord(t, st.ID, current)
-	if tr.State != wire.TaskDone || tr.Result == nil || tr.Result.NodeID != "drainee" || tr.Result.Delivery != 1 {
-		t.Errorf("task %s in hand at SIGTERM: state %s, result %+v; want done by drainee on delivery 1", current, tr.State, tr.Result)
+	if mt := f.manifestTask(t, st.ID, current); mt.State != wire.TaskDone || mt.Node != "drainee" || mt.Attempt != 1 {
+		t.Errorf("task %s in hand at SIGTERM: %+v; want done by drainee on attempt 1", current, mt)
 	}
 	if slices.Contains(relief.Received(), current) {
 		t.Errorf("task %s was redelivered to relief", current)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"io"
 	"net"
@@ -213,21 +214,62 @@ func (f *farm) currentTask(t testing.TB, id string) string {
 	return task
 }
 
-// taskRecord reads a task's record from etcd.
-func (f *farm) taskRecord(t testing.TB, job, task string) wire.TaskRecord {
+// manifestTask finds a task in the job's manifest: its delivery record
+// once the job ended and its task records left etcd.
+func (f *farm) manifestTask(t testing.TB, job, task string) wire.ManifestTask {
 	t.Helper()
-	resp, err := f.etc.Get(context.Background(), wire.TaskKey(job, task))
-	if err != nil {
-		t.Fatal(err)
+	for _, mt := range f.manifest(t, job).Tasks {
+		if mt.ID == task {
+			return mt
+		}
 	}
-	if len(resp.Kvs) == 0 {
-		t.Fatalf("no record of task %s", task)
+	t.Fatalf("the manifest of %s does not record task %s", job, task)
+	return wire.ManifestTask{}
+}
+
+// renderProblems lists what breaks exactly-once rendering in a finished
+// job, counted from the renders the nodes reported rather than from S3 keys
+// (which never repeat): tasks the manifest records as rendered more than
+// once, and successful results that came after the job ended. It first
+// waits until no node works on the job and the RESULTS stream is drained,
+// so that a second render still running is counted.
+func (f *farm) renderProblems(t testing.TB, job string) []string {
+	t.Helper()
+	ctx := context.Background()
+	farmtest.Eventually(t, 20*time.Second, func() bool {
+		resp, err := f.etc.Get(ctx, wire.NodesPrefix, clientv3.WithPrefix())
+		if err != nil {
+			return false
+		}
+		for _, kv := range resp.Kvs {
+			var n wire.NodeInfo
+			if json.Unmarshal(kv.Value, &n) == nil && n.CurrentJob == job {
+				return false
+			}
+		}
+		s, err := f.js.Stream(ctx, wire.ResultsStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	var problems []string
+	for _, mt := range f.manifest(t, job).Tasks {
+		if mt.State == wire.TaskDone && mt.Renders != 1 {
+			problems = append(problems, fmt.Sprintf("task %s rendered %d times", mt.ID, mt.Renders))
+		}
 	}
-	var tr wire.TaskRecord
-	if err := json.Unmarshal(resp.Kvs[0].Value, &tr); err != nil {
-		t.Fatal(err)
+	// The coordinator applies results in batches: give a late one time to land.
+	var rec wire.JobRecord
+	farmtest.Eventually(t, 5*time.Second, func() bool {
+		resp, err := f.etc.Get(ctx, wire.JobKey(job))
+		return err == nil && len(resp.Kvs) == 1 && json.Unmarshal(resp.Kvs[0].Value, &rec) == nil
+	})
+	if rec.LateResults > 0 {
+		problems = append(problems, fmt.Sprintf("%d results after the job ended", rec.LateResults))
 	}
-	return tr
+	return problems
 }
 
 // countKeys counts the etcd keys under prefix.
@@ -299,8 +341,9 @@ func (f *farm) manifest(t testing.TB, job string) wire.Manifest {
 
 // checkComplete asserts that job is done with exactly total frames: as many
 // objects under its prefix, at the keys of frames 0..total-1, each a valid
-// PNG, and a manifest listing each frame once with its seed and prompt. It
-// returns the manifest.
+// PNG, a manifest listing each frame once with its seed and prompt, and
+// each task rendered exactly once (renderProblems). It returns the
+// manifest.
 func (f *farm) checkComplete(t testing.TB, job string, total int) wire.Manifest {
 	t.Helper()
 	keys := f.frameKeys(t, job)
@@ -327,6 +370,9 @@ func (f *farm) checkComplete(t testing.TB, job string, total int) wire.Manifest 
 	m := f.manifest(t, job)
 	if m.State != wire.JobDone || m.FramesTotal != total || len(m.Frames) != total || len(m.Failed) != 0 {
 		t.Errorf("manifest: state %s, %d/%d frames listed, %d failed", m.State, len(m.Frames), m.FramesTotal, len(m.Failed))
+	}
+	for _, p := range f.renderProblems(t, job) {
+		t.Errorf("not exactly once: %s", p)
 	}
 	listed := map[int]bool{}
 	for _, fr := range m.Frames {

@@ -67,6 +67,10 @@ type Options struct {
 	Renderer      Renderer
 	RendererName  string
 	LoadTestDelay time.Duration
+	// NoInProgressAcks stops the in-progress signals that keep a running
+	// task from being handed out again after the ack wait. Only for tests
+	// that show the farm's exactly-once checks catch double renders.
+	NoInProgressAcks bool
 	// ModelsDir and CacheDir feed the engine's model lookup (see Models).
 	ModelsDir string
 	CacheDir  string

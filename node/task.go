@@ -198,13 +198,17 @@ func (n *Node) keepAlive(ctx context.Context, p *pulled, cancel context.CancelCa
 		defer close(finished)
 		t := time.NewTicker(every)
 		defer t.Stop()
+		tick := t.C
+		if n.opts.NoInProgressAcks {
+			tick = nil
+		}
 		rootDone := ctx.Done()
 		var drain <-chan time.Time
 		for {
 			select {
 			case <-done:
 				return
-			case <-t.C:
+			case <-tick:
 				if err := p.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 					log.Warn("in-progress signal failed", "error", err)
 				}
@@ -312,7 +316,10 @@ func s3Retries(ctx context.Context, op func() (stop bool, err error)) error {
 // succeed publishes the result, then acks.
 func (n *Node) succeed(msg jetstream.Msg, task *wire.Task, res *wire.Result, log hclog.Logger) {
 	n.progress(task, wire.Progress{Stage: wire.StageDone})
-	if err := n.publishResult(task, res, task.MsgID()+".ok"); err != nil {
+	// One message id per run: a publish retried by this run is
+	// de-duplicated, while a second run's result reaches the coordinator,
+	// which applies the first and counts the second as a double render.
+	if err := n.publishResult(task, res, task.MsgID()+".d"+strconv.Itoa(res.Delivery)+".ok"); err != nil {
 		log.Warn("result not published, returning the task", "error", err)
 		_ = msg.NakWithDelay(nakDelay(res.Delivery))
 		return
@@ -322,7 +329,7 @@ func (n *Node) succeed(msg jetstream.Msg, task *wire.Task, res *wire.Result, log
 	n.metrics.tasks.WithLabelValues(resultDone).Inc()
 	if err := msg.DoubleAck(actx); err != nil {
 		// The task may come back; its frames are overwritten with the same
-		// bytes and its result is de-duplicated by Nats-Msg-Id.
+		// bytes, and the coordinator applies only the first result.
 		log.Warn("ack failed", "error", err)
 	}
 	log.Debug("task done", "total_ms", res.Timings.TotalMS)

@@ -53,6 +53,10 @@ type JobRecord struct {
 	GPUSeconds   float64 `json:"gpu_seconds"`
 	// Cost is the GPU-seconds priced by the nodes that declared a price.
 	Cost Cost `json:"cost,omitzero"`
+	// LateResults counts successful results that arrived after the job had
+	// ended: a task rendered a second time, or a result the coordinator saw
+	// again after a crash. Exactly-once delivery keeps it 0.
+	LateResults int `json:"late_results,omitempty"`
 }
 
 // Cost sums prices of device time. Nodes of one farm should share a
@@ -99,7 +103,17 @@ type TaskRecord struct {
 	Failures    int            `json:"failures,omitempty"`
 	Error       *Error         `json:"error,omitempty"`
 	Result      *Result        `json:"result,omitempty"`
+	// PriorRuns counts the runs of earlier attempts (their deliveries), so
+	// that Run() numbers every run of the task.
+	PriorRuns int `json:"prior_runs,omitempty"`
+	// Renders counts the distinct runs that reported the task rendered.
+	Renders int `json:"renders,omitempty"`
 }
+
+// Run numbers the hand-out of the task that r reports, over all its
+// attempts: 1 for the first; a redelivery (its node died, or a node passed
+// it on) or a retry after a failure counts on from there.
+func (tr *TaskRecord) Run(r *Result) int { return tr.PriorRuns + max(r.Delivery, 1) }
 
 // JobStatus is a job as the API shows it.
 type JobStatus struct {
@@ -124,6 +138,8 @@ type JobStatus struct {
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
 	Error        string     `json:"error,omitempty"`
 	ManifestKey  string     `json:"manifest_key,omitempty"`
+	// LateResults: see JobRecord.LateResults.
+	LateResults int `json:"late_results,omitempty"`
 	// Spec, Tasks and Waiting are filled in the single-job view only.
 	Spec  *JobSpec     `json:"spec,omitempty"`
 	Tasks []TaskStatus `json:"tasks,omitempty"`
@@ -231,6 +247,30 @@ type Manifest struct {
 	// and MP4); Notes say what was not made and why.
 	Outputs []OutputFile `json:"outputs,omitempty"`
 	Notes   []string     `json:"notes,omitempty"`
+	// Tasks records every task that ran to an end: the job's delivery
+	// record once its task records have left etcd.
+	Tasks []ManifestTask `json:"tasks,omitempty"`
+}
+
+// ManifestTask is one task of a finished job: where and how often it ran.
+type ManifestTask struct {
+	ID     string `json:"id"`
+	State  string `json:"state"` // TaskDone or TaskFailed
+	Frames [2]int `json:"frames"`
+	Node   string `json:"node,omitempty"`
+	// Attempt is the hand-out that ended the task (TaskRecord.Run),
+	// counted over all its attempts: 1 when its first hand-out rendered it;
+	// a task handed out again (its node died or failed, or a node passed it
+	// on) shows 2 and up.
+	Attempt int `json:"attempt"`
+	// Renders counts the distinct runs that reported the task rendered:
+	// exactly once is 1 (0 for a failed task).
+	Renders     int            `json:"renders"`
+	FailedNodes map[string]int `json:"failed_nodes,omitempty"`
+	Error       *Error         `json:"error,omitempty"`
+	StartedAt   time.Time      `json:"started_at,omitzero"`
+	FinishedAt  time.Time      `json:"finished_at,omitzero"`
+	Timings     Timings        `json:"timings,omitzero"`
 }
 
 // OutputFile is a file a task made besides frames.
@@ -242,15 +282,17 @@ type OutputFile struct {
 
 // ManifestFrame is one rendered frame in a manifest.
 type ManifestFrame struct {
-	Index    int    `json:"index"`
-	Key      string `json:"key"`
-	Prompt   string `json:"prompt"`
-	Seed     int64  `json:"seed"`
-	Node     string `json:"node"`
-	GPU      string `json:"gpu,omitempty"`
-	TaskID   string `json:"task_id"`
-	Attempt  int    `json:"attempt"`
-	RenderMS int64  `json:"render_ms"`
+	Index  int    `json:"index"`
+	Key    string `json:"key"`
+	Prompt string `json:"prompt"`
+	Seed   int64  `json:"seed"`
+	Node   string `json:"node"`
+	GPU    string `json:"gpu,omitempty"`
+	TaskID string `json:"task_id"`
+	// Attempt is the run of its task that rendered the frame
+	// (ManifestTask.Attempt).
+	Attempt  int   `json:"attempt"`
+	RenderMS int64 `json:"render_ms"`
 	// GPUSeconds is the frame's render time on the device (older nodes: the
 	// task's device time shared evenly by its frames), Cost that priced.
 	GPUSeconds float64 `json:"gpu_seconds"`
