@@ -5,6 +5,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -253,35 +254,41 @@ func (c *Client) Health(ctx context.Context) (leader bool, leaderURL string, err
 	return out.Leader, out.LeaderURL, err
 }
 
-// Resolve finds the coordinator URL and token: explicit values first, then
-// FARM_URL and FARM_TOKEN, then the credentials file in dataDir (empty:
-// $FARM_DATA or ./farm-data) that `farm up` writes.
-func Resolve(urlFlag, tokenFlag, dataDir string) (string, string, error) {
-	u, tok := urlFlag, tokenFlag
-	if u == "" {
-		u = os.Getenv("FARM_URL")
+// Endpoint is where the coordinator's API answers and the token it takes.
+type Endpoint struct {
+	URL   string `json:"url,omitempty"`
+	Token string `json:"token,omitempty"`
+}
+
+// Resolve finds the coordinator's URL and token by the rule every farm
+// command follows. Each comes from the first of: given (the command line),
+// the environment (FARM_URL, FARM_TOKEN), config (a config file), the
+// credentials file that farm up writes in dataDir (empty: $FARM_DATA, else
+// ./farm-data). A missing credentials file is an error only when one of the
+// two is still missing.
+func Resolve(given, config Endpoint, dataDir string) (Endpoint, error) {
+	env := Endpoint{URL: os.Getenv("FARM_URL"), Token: os.Getenv("FARM_TOKEN")}
+	layers := []Endpoint{given, env, config}
+	var e Endpoint
+	pick := func() {
+		for _, l := range layers {
+			e.URL = cmp.Or(e.URL, l.URL)
+			e.Token = cmp.Or(e.Token, l.Token)
+		}
 	}
-	if tok == "" {
-		tok = os.Getenv("FARM_TOKEN")
-	}
-	if u != "" && tok != "" {
-		return u, tok, nil
+	if pick(); e.URL != "" && e.Token != "" {
+		return e, nil
 	}
 	if dataDir == "" {
 		dataDir = wire.DataDir()
 	}
 	creds, err := wire.ReadCredentials(dataDir)
 	if err != nil {
-		return "", "", fmt.Errorf("client: no coordinator given (--url/--token, FARM_URL/FARM_TOKEN) and %w", err)
+		return Endpoint{}, fmt.Errorf("client: no coordinator given (--url/--token, FARM_URL/FARM_TOKEN, a config file) and %w", err)
 	}
-	if u == "" {
-		u = creds.CoordinatorURL
+	layers = append(layers, Endpoint{URL: creds.CoordinatorURL, Token: creds.Token})
+	if pick(); e.URL == "" || e.Token == "" {
+		return Endpoint{}, fmt.Errorf("client: credentials in %s lack the coordinator url or token", dataDir)
 	}
-	if tok == "" {
-		tok = creds.Token
-	}
-	if u == "" || tok == "" {
-		return "", "", fmt.Errorf("client: credentials in %s lack the coordinator url or token", dataDir)
-	}
-	return u, tok, nil
+	return e, nil
 }

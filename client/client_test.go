@@ -6,26 +6,48 @@ import (
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
 
+// TestResolve_Precedence gives every layer a value and takes them away from
+// the top: each level overrides the next (given, environment, config file,
+// farm up's credentials).
 func TestResolve_Precedence(t *testing.T) {
 	dir := t.TempDir()
-	if err := wire.WriteCredentials(dir, wire.Credentials{CoordinatorURL: "http://file:1", Token: "file-token"}); err != nil {
+	if err := wire.WriteCredentials(dir, wire.Credentials{CoordinatorURL: "http://creds:1", Token: "creds-token"}); err != nil {
 		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name          string
+		given, config Endpoint
+		envURL        string
+		envToken      string
+		want          Endpoint
+	}{
+		{"given", Endpoint{"http://flag:1", "flag-token"}, Endpoint{"http://config:1", "config-token"}, "http://env:1", "env-token",
+			Endpoint{"http://flag:1", "flag-token"}},
+		{"environment", Endpoint{}, Endpoint{"http://config:1", "config-token"}, "http://env:1", "env-token",
+			Endpoint{"http://env:1", "env-token"}},
+		{"config", Endpoint{}, Endpoint{"http://config:1", "config-token"}, "", "", Endpoint{"http://config:1", "config-token"}},
+		{"credentials", Endpoint{}, Endpoint{}, "", "", Endpoint{"http://creds:1", "creds-token"}},
+		{"mixed", Endpoint{Token: "flag-token"}, Endpoint{URL: "http://config:1"}, "", "env-token",
+			Endpoint{"http://config:1", "flag-token"}},
+		{"token from the credentials", Endpoint{URL: "http://flag:1"}, Endpoint{}, "", "", Endpoint{"http://flag:1", "creds-token"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("FARM_URL", tc.envURL)
+			t.Setenv("FARM_TOKEN", tc.envToken)
+			got, err := Resolve(tc.given, tc.config, dir)
+			if err != nil || got != tc.want {
+				t.Errorf("Resolve = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
 	}
 	t.Setenv("FARM_URL", "")
 	t.Setenv("FARM_TOKEN", "")
-	u, tok, err := Resolve("", "", dir)
-	if err != nil || u != "http://file:1" || tok != "file-token" {
-		t.Fatalf("file: %q %q %v", u, tok, err)
-	}
-	t.Setenv("FARM_TOKEN", "env-token")
-	if u, tok, _ = Resolve("", "", dir); u != "http://file:1" || tok != "env-token" {
-		t.Fatalf("env token: %q %q", u, tok)
-	}
-	if u, tok, _ = Resolve("http://flag:2", "flag-token", dir); u != "http://flag:2" || tok != "flag-token" {
-		t.Fatalf("flags: %q %q", u, tok)
-	}
-	if _, _, err := Resolve("", "", t.TempDir()); err == nil {
+	if _, err := Resolve(Endpoint{}, Endpoint{}, t.TempDir()); err == nil {
 		t.Fatal("no credentials anywhere, but no error")
+	}
+	// Given both, a data dir without credentials is no error.
+	if got, err := Resolve(Endpoint{"http://flag:1", "t"}, Endpoint{}, t.TempDir()); err != nil || got.URL != "http://flag:1" {
+		t.Fatalf("given both: %+v, %v", got, err)
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,11 +19,10 @@ type backendFlags struct {
 	choice, device string
 }
 
-func (f *backendFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.choice, "backend", envOr("FARM_BACKEND", ""),
-		"auto (CUDA when this binary has it and a GPU is present, else the CPU), cpu or cuda ($FARM_BACKEND; default auto)")
-	fs.StringVar(&f.device, "device", envOr("FARM_DEVICE", ""),
-		"GPU to render on, as a CUDA ordinal; run one node per GPU ($FARM_DEVICE; default 0)")
+func (f *backendFlags) register(s *settings) {
+	s.String(&f.choice, "backend",
+		"auto (CUDA when this binary has it and a GPU is present, else the CPU), cpu or cuda (default auto)", "FARM_BACKEND")
+	s.String(&f.device, "device", "GPU to render on, as a CUDA ordinal; run one node per GPU (default 0)", "FARM_DEVICE")
 }
 
 // fill sets what neither a flag nor the environment set from a config

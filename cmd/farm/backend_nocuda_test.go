@@ -61,7 +61,7 @@ func TestRender_Backend_WithoutCUDATag(t *testing.T) {
 		{"bad device", append(one, "--device", "gpu1"), 2, `--device "gpu1": want a GPU number, 0 or more`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := runRender(context.Background(), tc.args)
+			err := execute(context.Background(), append([]string{"render"}, tc.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("farm render %s: error %v, want one containing %q", strings.Join(tc.args, " "), err, tc.want)
 			}

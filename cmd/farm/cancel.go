@@ -1,32 +1,34 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
-	"os"
+	"io"
+
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register("cancel", "cancel a job: pending tasks are dropped, rendering ones stop", runCancel)
-}
-
-func runCancel(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm cancel ID [flags]\n\n")
-		fs.PrintDefaults()
+func newCancelCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "cancel a job: pending tasks are dropped, rendering ones stop",
+		Long:  "Cancels a job: its pending tasks are dropped and its rendering ones stop.\n\n" + precedence,
+		Args:  oneArg("job id"),
 	}
-	id, cli, err := cf.jobArgs(fs, args)
-	if err != nil {
-		return err
+	api := addAPIFlags(newSettings(c.Flags()))
+	out := addOutputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cli, err := api.client()
+		if err != nil {
+			return err
+		}
+		j, err := cli.Cancel(c.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		return printRecord(stdout, *out, j, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "%s cancelled: %d/%d frames were done\n", j.ID, j.FramesDone, j.FramesTotal)
+			return err
+		})
 	}
-	j, err := cli.Cancel(ctx, id)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stdout, "%s cancelled: %d/%d frames were done\n", j.ID, j.FramesDone, j.FramesTotal)
-	return nil
+	return c
 }

@@ -1,42 +1,37 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"os"
+	"io"
 
 	"github.com/latentfarm/latentfarm/client"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register("job", "show one job, its unfinished tasks and why they wait", runJob)
-}
-
-func runJob(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("job", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	all := fs.Bool("all", false, "list every task, done ones too")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm job ID [flags]\n\n")
-		fs.PrintDefaults()
+func newJobCmd() *cobra.Command {
+	var all bool
+	c := &cobra.Command{
+		Use:   "job ID",
+		Short: "show one job, its unfinished tasks and why they wait",
+		Long:  "Shows one job: its state, counts, cost, and its unfinished tasks with why they wait.\n\n" + precedence,
+		Args:  oneArg("job id"),
 	}
-	id, cli, err := cf.jobArgs(fs, args)
-	if err != nil {
-		return err
+	api := addAPIFlags(newSettings(c.Flags()))
+	out := addOutputFlag(c)
+	c.Flags().BoolVar(&all, "all", false, "list every task, done ones too")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cli, err := api.client()
+		if err != nil {
+			return err
+		}
+		mode := client.TasksUnfinished
+		if all {
+			mode = client.TasksAll
+		}
+		j, err := cli.Job(c.Context(), args[0], mode)
+		if err != nil {
+			return err
+		}
+		return printRecord(stdout, *out, j, func(w io.Writer) error { return client.WriteJob(w, j) })
 	}
-	mode := client.TasksUnfinished
-	if *all {
-		mode = client.TasksAll
-	}
-	j, err := cli.Job(ctx, id, mode)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(os.Stdout, j)
-	}
-	return client.WriteJob(os.Stdout, j)
+	return c
 }

@@ -1,119 +1,50 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
-	"github.com/latentfarm/latentfarm/client"
-	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register("jobs", "list jobs", runJobs)
-}
-
-// clientFlags are the flags every API command takes to find the coordinator.
-type clientFlags struct {
-	url, token, data string
-	tls              connect.TLSFiles
-}
-
-func (cf *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&cf.url, "url", "", "coordinator URL ($FARM_URL; default from the farm up credentials)")
-	fs.StringVar(&cf.token, "token", "", "API token ($FARM_TOKEN; default from the farm up credentials)")
-	fs.StringVar(&cf.data, "data", "", "farm up data dir holding "+wire.CredentialsFile+" ($FARM_DATA, default ./"+wire.DefaultDataDir+")")
-	fs.StringVar(&cf.tls.CAFile, "ca", "", "CA file that signed an HTTPS coordinator's certificate")
-	fs.StringVar(&cf.tls.CertFile, "cert", "", "client certificate for mutual TLS")
-	fs.StringVar(&cf.tls.KeyFile, "key", "", "client key for mutual TLS")
-}
-
-func (cf *clientFlags) client() (*client.Client, error) {
-	u, tok, err := client.Resolve(cf.url, cf.token, cf.data)
-	if err != nil {
-		return nil, err
+func newJobsCmd() *cobra.Command {
+	var (
+		state string
+		limit = 50
+	)
+	c := &cobra.Command{
+		Use:   "jobs",
+		Short: "list jobs",
+		Long:  "Lists the farm's jobs, newest first.\n\n" + precedence,
+		Args:  noArgs,
 	}
-	return client.New(client.Options{URL: u, Token: tok, TLS: cf.tls})
-}
-
-// jobArgs parses the flags of a command about one job ("farm job ID
-// --json"), checks that exactly one id was given and opens the client.
-func (cf *clientFlags) jobArgs(fs *flag.FlagSet, args []string) (string, *client.Client, error) {
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return "", nil, err
-	}
-	if len(pos) != 1 {
-		return "", nil, usagef("want one job id, got %q", pos)
-	}
-	cli, err := cf.client()
-	return pos[0], cli, err
-}
-
-// parseInterspersed parses flags that may follow positional arguments
-// ("farm job ID --json") and returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
+	api := addAPIFlags(newSettings(c.Flags()))
+	out := addOutputFlag(c)
+	c.Flags().StringVar(&state, "state", "", "only jobs in this state: queued, running, done, failed, cancelled")
+	c.Flags().IntVar(&limit, "limit", limit, "at most this many jobs, newest first")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cli, err := api.client()
+		if err != nil {
+			return err
 		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
+		jobs, err := cli.Jobs(c.Context(), state, limit)
+		if err != nil {
+			return err
 		}
-		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		return printRecord(stdout, *out, wire.JobList{Jobs: jobs}, func(w io.Writer) error {
+			return printJobs(w, jobs, time.Now())
+		})
 	}
+	return c
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func runJobs(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	state := fs.String("state", "", "only jobs in this state: queued, running, done, failed, cancelled")
-	limit := fs.Int("limit", 50, "at most this many jobs, newest first")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm jobs [flags]\n\n")
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected arguments %q", pos)
-	}
-	cli, err := cf.client()
-	if err != nil {
-		return err
-	}
-	jobs, err := cli.Jobs(ctx, *state, *limit)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(os.Stdout, wire.JobList{Jobs: jobs})
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+// printJobs writes the jobs as a table.
+func printJobs(w io.Writer, jobs []wire.JobStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFRAMES\tFAILED\tPRIORITY\tMODEL\tGPU-S\tCOST\tAGE\tNAME")
-	now := time.Now()
 	for _, j := range jobs {
 		cost := j.Cost.String()
 		if cost == "" {

@@ -1,40 +1,22 @@
 // Command farm is latentfarm's single binary: the all-in-one farm, the
 // coordinator, GPU nodes, the user's CLI and the local renderer. Each
-// subcommand lives in its own file, turns flags into its package's Options
-// and calls Run; the logic lives in the packages.
+// subcommand lives in its own file, turns flags, environment and config
+// into its package's Options and calls Run; the logic lives in the packages.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
-
-// command is one subcommand. run parses args itself and returns an error;
-// a *usageError makes the process exit with code 2.
-type command struct {
-	summary string
-	hidden  bool
-	run     func(ctx context.Context, args []string) error
-}
-
-// commands is filled by the init functions of the files in this folder.
-var commands = map[string]command{}
-
-func register(name, summary string, run func(ctx context.Context, args []string) error) {
-	commands[name] = command{summary: summary, run: run}
-}
-
-func registerHidden(name string, run func(ctx context.Context, args []string) error) {
-	commands[name] = command{hidden: true, run: run}
-}
 
 // holdsModels names the commands that keep model weights in memory. The
 // weights are long-lived heap: with Go's default GOGC=100 the heap grows to
@@ -45,6 +27,13 @@ var holdsModels = map[string]bool{"render": true, "node": true, "up": true}
 
 const modelGCPercent = 25
 
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
 // usageError marks bad flags or arguments: exit code 2.
 type usageError struct{ msg string }
 
@@ -52,42 +41,6 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
-}
-
-// parseFlags parses args with fs, turning flag errors into usage errors.
-// fs must use flag.ContinueOnError.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{msg: err.Error()}
-	}
-	return nil
-}
-
-func usage() {
-	fmt.Fprintf(os.Stderr, "farm: a distributed render farm for Stable Diffusion\n\nusage: farm <command> [flags]\n\ncommands:\n")
-	names := make([]string, 0, len(commands))
-	for name, c := range commands {
-		if !c.hidden {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		fmt.Fprintf(os.Stderr, "  %-12s %s\n", name, commands[name].summary)
-	}
-	fmt.Fprintf(os.Stderr, "\nRun 'farm <command> -h' for the flags of a command.\n")
-}
-
-// helpFlags are the ways to ask a command for help.
-var helpFlags = map[string]bool{"-h": true, "-help": true, "--help": true}
-
-// commandHelp prints the summary of a command that has no flags to print.
-func commandHelp(name string, c command) {
-	fmt.Fprintf(os.Stderr, "usage: farm %s <command> [flags]\n\n%s\n\nRun 'farm %s <command> -h' for the flags of a command.\n", name, c.summary, name)
 }
 
 // stdin and stdout are the standard streams; tests replace them.
@@ -100,43 +53,103 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// run runs farm with args under a context that SIGINT and SIGTERM cancel,
+// prints the error if any and returns the exit code.
 func run(args []string) int {
-	if len(args) == 0 || helpFlags[args[0]] || args[0] == "help" {
-		usage()
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	c, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "farm: unknown command %q\n\n", args[0])
-		usage()
-		return 2
-	}
-	if holdsModels[args[0]] && os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(modelGCPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := c.run(ctx, args[1:])
-	var ue *usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue) && len(args) > 1 && helpFlags[args[1]]:
-		// A command of subcommands ("farm model") takes no flags of its own
-		// and refuses -h as an unknown subcommand: asked for help, it gets
-		// its summary, and each subcommand answers -h itself.
-		commandHelp(args[0], c)
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "farm %s: %v\n", args[0], err)
-		return 2
-	default:
-		fmt.Fprintf(os.Stderr, "farm %s: %v\n", args[0], err)
-		return 1
+	cmd, err := executeC(ctx, args)
+	if err == nil {
+		return exitOK
 	}
+	path := "farm"
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
+	if isUsage(err) {
+		fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", path)
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// execute runs farm with args and returns the command's error; tests call it.
+func execute(ctx context.Context, args ...string) error {
+	_, err := executeC(ctx, args)
+	return err
+}
+
+func executeC(ctx context.Context, args []string) (*cobra.Command, error) {
+	root := newRootCmd()
+	root.SetArgs(args)
+	// Commands print their records to stdout and read stdin, which tests
+	// replace; cobra's own output stays on the standard streams: help on
+	// stdout, warnings (a deprecated flag) on stderr.
+	root.SetIn(stdin)
+	root.SetErr(os.Stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError(c, args, err) })
+	if len(args) == 0 {
+		// farm alone is a usage error, as it always was.
+		root.SetOut(os.Stderr)
+		_ = root.Help()
+		return root, usagef("want a command")
+	}
+	return root.ExecuteContextC(ctx)
+}
+
+// isUsage reports whether err is a usage error: ours, or cobra's for an
+// unknown command.
+func isUsage(err error) bool {
+	var ue *usageError
+	return errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ")
+}
+
+// newRootCmd builds the command tree.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "farm",
+		Short: "a distributed render farm for Stable Diffusion",
+		Long: "farm: a distributed render farm for Stable Diffusion.\n\n" +
+			"farm up runs a whole farm on this machine; farm submit, watch, jobs, job, get and\n" +
+			"cancel use it; farm render renders locally with no farm at all.",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRun: func(c *cobra.Command, _ []string) {
+			if holdsModels[c.Name()] && c.Parent() == c.Root() && os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(modelGCPercent)
+			}
+		},
+	}
+	cobra.AddTemplateFunc("flagUsages", flagUsages)
+	root.SetUsageTemplate(usageTemplate)
+	root.AddGroup(
+		&cobra.Group{ID: "farm", Title: "Running a farm:"},
+		&cobra.Group{ID: "jobs", Title: "Using a farm:"},
+		&cobra.Group{ID: "local", Title: "Without a farm:"},
+	)
+	for _, c := range []struct {
+		group string
+		cmd   *cobra.Command
+	}{
+		{"farm", newUpCmd()},
+		{"farm", newCoordinatorCmd()},
+		{"farm", newNodeCmd()},
+		{"farm", newModelCmd()},
+		{"jobs", newSubmitCmd()},
+		{"jobs", newWatchCmd()},
+		{"jobs", newJobsCmd()},
+		{"jobs", newJobCmd()},
+		{"jobs", newCancelCmd()},
+		{"jobs", newGetCmd()},
+		{"jobs", newNodesCmd()},
+		{"local", newRenderCmd()},
+		{"local", newPNGInfoCmd()},
+		{"", newVersionCmd()},
+		{"", newS3GatewayCmd()},
+	} {
+		c.cmd.GroupID = c.group
+		root.AddCommand(c.cmd)
+	}
+	return root
 }

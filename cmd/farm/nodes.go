@@ -1,49 +1,36 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register("nodes", "list the registered nodes: backend, GPU, VRAM, driver, state, current task", runNodes)
-}
-
-func runNodes(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm nodes [flags]\n\n")
-		fs.PrintDefaults()
+func newNodesCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "nodes",
+		Short: "list the registered nodes: backend, GPU, VRAM, driver, state, current task",
+		Long:  "Lists the nodes registered with the farm: backend, GPUs, memory, driver, state and task.\n\n" + precedence,
+		Args:  noArgs,
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
+	api := addAPIFlags(newSettings(c.Flags()))
+	out := addOutputFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cli, err := api.client()
+		if err != nil {
+			return err
+		}
+		nodes, err := cli.Nodes(c.Context())
+		if err != nil {
+			return err
+		}
+		return printRecord(stdout, *out, wire.NodeList{Nodes: nodes}, func(w io.Writer) error { return printNodes(w, nodes) })
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected arguments %q", pos)
-	}
-	cli, err := cf.client()
-	if err != nil {
-		return err
-	}
-	nodes, err := cli.Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(os.Stdout, wire.NodeList{Nodes: nodes})
-	}
-	return printNodes(os.Stdout, nodes)
+	return c
 }
 
 // printNodes writes the nodes as a table: on a CUDA node VRAM is the GPU's

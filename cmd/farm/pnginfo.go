@@ -2,48 +2,41 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
 
 	"github.com/latentfarm/latentfarm/diffusion/pipeline"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register("png-info", "print the settings a PNG carries (farm's or AUTOMATIC1111's parameters text)", runPNGInfo)
-}
-
-func runPNGInfo(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("png-info", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print the text split into prompt, negative prompt and fields, and the settings farm render --from-png takes from it")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm png-info [--json] FILE.png\n\n"+
-			"Prints the \"parameters\" text of a PNG made by farm or by AUTOMATIC1111's webui\n"+
-			"(and the tools that write its format): the prompt, the negative prompt and the\n"+
-			"settings. farm render --from-png FILE.png renders from it again.\n\n")
-		fs.PrintDefaults()
+func newPNGInfoCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "png-info FILE.png",
+		Short: "print the settings a PNG carries (farm's or AUTOMATIC1111's parameters text)",
+		Long: "Prints the \"parameters\" text of a PNG made by farm or by AUTOMATIC1111's webui\n" +
+			"(and the tools that write its format): the prompt, the negative prompt and the\n" +
+			"settings. farm render --from-png FILE.png renders from it again. -o json or -o yaml\n" +
+			"prints the text split into prompt, negative prompt and fields, and the settings\n" +
+			"farm render --from-png takes from it.",
+		Args: oneArg("PNG file"),
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
+	out := addOutputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		text, err := readParameters(args[0])
+		if err != nil {
+			return err
+		}
+		return printRecord(stdout, *out, newPNGInfo(args[0], text), func(w io.Writer) error {
+			_, err := fmt.Fprintln(w, text)
+			return err
+		})
 	}
-	if len(pos) != 1 {
-		return usagef("want one PNG file, got %q", pos)
-	}
-	text, err := readParameters(pos[0])
-	if err != nil {
-		return err
-	}
-	if !*asJSON {
-		_, err := fmt.Fprintln(stdout, text)
-		return err
-	}
-	return printJSON(stdout, newPNGInfo(pos[0], text))
+	return c
 }
 
 // readParameters returns the "parameters" text of the PNG at path.
@@ -73,7 +66,7 @@ func readParameters(path string) (string, error) {
 	return text, nil
 }
 
-// pngInfo is farm png-info --json.
+// pngInfo is farm png-info -o json.
 type pngInfo struct {
 	File           string        `json:"file"`
 	Parameters     string        `json:"parameters"`

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,15 +17,13 @@ import (
 	"github.com/latentfarm/latentfarm/localrender"
 	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func init() {
-	register("render", "render images or a whole job spec locally with the engine, no farm needed", runRender)
-}
-
-const renderUsage = `usage: farm render --model PATH --prompt TEXT --output FILE.png [flags]
-       farm render --model PATH --from-png IMAGE.png --output FILE.png [flags]
-       farm render --spec JOB.yaml --output DIR [--model PATH | --models DIR]
+const renderHelp = `  farm render --model PATH --prompt TEXT --output FILE.png [flags]
+  farm render --model PATH --from-png IMAGE.png --output FILE.png [flags]
+  farm render --spec JOB.yaml --output DIR [--model PATH | --models DIR]
 
 Renders locally, no farm needed: on a GPU with a binary built with -tags cuda,
 else on the CPU (--backend, --device). PATH is a diffusers folder or a
@@ -48,50 +45,27 @@ denoising strength. Flags given on the command line win over the image's.
 With --spec it renders a whole job spec as farm submit takes it, a batch or an
 animation, to DIR: frames/NNNNNN.png, manifest.json and, for an animation,
 animation.gif and animation.mp4 (when ffmpeg is on PATH). The spec's model is
-looked up as NAME in --models, or --model PATH renders with another model.
-
-Examples:
-  farm render --model models/demo --prompt 'a lighthouse at dusk' --seed 1 --output out.png
-  farm render --model models/demo --prompt 'a castle' --init-image sketch.png --strength 0.6 --output castle.png
-  farm render --model models/sd15-inpaint --prompt 'a red bench' --init-image park.png --mask bench.png --output bench.png
-  farm render --model models/demo --prompt 'a long beach' --init-image beach.png --outpaint 64,0,64,0 --output wide.png
-  farm render --model models/demo --from-png out.png --seed 2 --output again.png
-  farm render --spec animation.yaml --output out --models models
-
-`
+looked up as NAME in --models, or --model PATH renders with another model.`
 
 // renderFlags are the flags of farm render.
 type renderFlags struct {
-	model, prompt, negative, sampler, schedule, output string
-	config, tokenizer, vae                             string
-	initImage, mask, outpaint                          string
-	spec, models, fromPNG                              string
-	pngModel, pngHash                                  string // the model --from-png names
-	width, height, steps, batch, clipSkip              int
-	cfg, strength                                      float64
-	seed                                               uint64
-	quiet                                              bool
-	compute                                            backendFlags
+	samplingFlags
+	model, prompt, output  string
+	config, tokenizer, vae string
+	spec, models, fromPNG  string
+	pngModel, pngHash      string // the model --from-png names
+	batch                  int
+	quiet                  bool
+	compute                backendFlags
 }
 
-func (rf *renderFlags) register(fs *flag.FlagSet) {
+func (rf *renderFlags) register(s *settings) {
+	fs := s.fs
 	fs.StringVar(&rf.model, "model", "", "diffusers model folder or single-file .safetensors checkpoint (required without --spec; with it, replaces the spec's model)")
 	fs.StringVar(&rf.prompt, "prompt", "", "text prompt (required without --spec)")
-	fs.StringVar(&rf.negative, "negative-prompt", "", "negative prompt")
-	fs.IntVar(&rf.width, "width", 0, fmt.Sprintf("image width in pixels, a multiple of 8 (default: the init image's width plus --outpaint, else %d)", scheduler.DefaultSize))
-	fs.IntVar(&rf.height, "height", 0, fmt.Sprintf("image height in pixels, a multiple of 8 (default: the init image's height plus --outpaint, else %d)", scheduler.DefaultSize))
-	fs.IntVar(&rf.steps, "steps", scheduler.DefaultSteps, "denoising steps (with an init image, --strength of them run)")
-	fs.Float64Var(&rf.cfg, "cfg-scale", scheduler.DefaultCFGScale, "classifier-free guidance scale (1 or less turns guidance off)")
-	fs.StringVar(&rf.sampler, "sampler", scheduler.DefaultSampler, "sampler: "+strings.Join(scheduler.Names(), ", "))
-	fs.StringVar(&rf.schedule, "schedule", scheduler.DefaultSchedule, "sigma schedule: "+strings.Join(scheduler.Schedules(), ", "))
-	fs.Uint64Var(&rf.seed, "seed", 0, "seed of the initial noise, as torch.Generator(\"cpu\").manual_seed(seed)")
-	fs.IntVar(&rf.batch, "batch", 1, "number of images; image i uses seed+i")
-	fs.IntVar(&rf.clipSkip, "clip-skip", 0, "skip the last N text encoder layers (diffusers' clip_skip; other tools print N+1)")
-	fs.StringVar(&rf.initImage, "init-image", "", "PNG or JPEG to start from (img2img; with --mask inpainting, with --outpaint outpainting)")
-	fs.StringVar(&rf.mask, "mask", "", "PNG or JPEG mask of the init image, the same size: white is repainted, black kept")
-	fs.StringVar(&rf.outpaint, "outpaint", "", "LEFT,TOP,RIGHT,BOTTOM: grow the init image by these pixels (multiples of 8) and paint the new area")
-	fs.Float64Var(&rf.strength, "strength", 0, fmt.Sprintf("share of the steps re-run over the init image, in (0, 1] (default %g; %g with --mask or --outpaint)",
-		pipeline.DefaultStrengthImg2Img, pipeline.DefaultStrengthInpaint))
+	rf.samplingFlags.register(fs)
+	rf.batch = 1
+	fs.IntVar(&rf.batch, "batch", rf.batch, "number of images; image i uses seed+i")
 	fs.StringVar(&rf.config, "config", "", "LDM yaml or diffusers folder describing a single-file checkpoint")
 	fs.StringVar(&rf.tokenizer, "tokenizer", "", "tokenizer folder (vocab.json, merges.txt) or bpe_simple_vocab_16e6.txt.gz, for checkpoints without one")
 	fs.StringVar(&rf.vae, "vae", "", "replacement VAE: diffusers vae folder or .safetensors file")
@@ -100,38 +74,49 @@ func (rf *renderFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&rf.fromPNG, "from-png", "", "take the prompt and settings from this PNG's parameters text (farm's or AUTOMATIC1111's); flags given win")
 	fs.StringVar(&rf.models, "models", "", "with --spec: folder holding the spec's model as NAME or NAME.safetensors (default ./"+localrender.DefaultModels+")")
 	fs.BoolVar(&rf.quiet, "quiet", false, "print no progress")
-	rf.compute.register(fs)
+	rf.compute.register(s)
 }
 
 func (rf *renderFlags) checkpointOptions() checkpoint.Options {
 	return checkpoint.Options{Config: rf.config, Tokenizer: rf.tokenizer, VAE: rf.vae}
 }
 
-func runRender(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("render", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), renderUsage)
-		fs.PrintDefaults()
-	}
+func newRenderCmd() *cobra.Command {
 	var rf renderFlags
-	rf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "render",
+		Short: "render images or a whole job spec locally with the engine, no farm needed",
+		Long:  renderHelp,
+		Example: `  farm render --model models/demo --prompt 'a lighthouse at dusk' --seed 1 --output out.png
+  farm render --model models/demo --prompt 'a castle' --init-image sketch.png --strength 0.6 --output castle.png
+  farm render --model models/sd15-inpaint --prompt 'a red bench' --init-image park.png --mask bench.png --output bench.png
+  farm render --model models/demo --prompt 'a long beach' --init-image beach.png --outpaint 64,0,64,0 --output wide.png
+  farm render --model models/demo --from-png out.png --seed 2 --output again.png
+  farm render --spec animation.yaml --output out --models models`,
 	}
-	if rf.spec != "" {
-		return renderSpec(ctx, fs, &rf)
+	s := newSettings(c.Flags())
+	rf.register(s)
+	completeSampling(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if err := s.apply(); err != nil {
+			return err
+		}
+		if rf.spec != "" {
+			return renderSpec(c.Context(), c.Flags(), &rf, args)
+		}
+		return renderImages(c.Context(), c.Flags(), &rf, args)
 	}
-	return renderImages(ctx, fs, &rf)
+	return c
 }
 
 // renderImages is farm render without --spec: one request, --batch seeds.
-func renderImages(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
+func renderImages(ctx context.Context, fs *pflag.FlagSet, rf *renderFlags, args []string) error {
 	if rf.fromPNG != "" {
 		if err := rf.applyPNG(fs); err != nil {
 			return err
 		}
 	}
-	req, problems := rf.request(fs)
+	req, problems := rf.request(args)
 	if len(problems) > 0 {
 		return usagef("%s", strings.Join(problems, "; "))
 	}
@@ -179,7 +164,7 @@ func renderImages(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error 
 
 // request turns the flags into an engine request without its images, and
 // lists every problem the flags have by themselves.
-func (rf *renderFlags) request(fs *flag.FlagSet) (pipeline.Request, []string) {
+func (rf *renderFlags) request(args []string) (pipeline.Request, []string) {
 	var problems []string
 	if rf.model == "" {
 		problems = append(problems, "--model is required")
@@ -204,8 +189,8 @@ func (rf *renderFlags) request(fs *flag.FlagSet) (pipeline.Request, []string) {
 	if rf.models != "" {
 		problems = append(problems, "--models names a folder of models for --spec; give --model PATH")
 	}
-	if fs.NArg() > 0 {
-		problems = append(problems, fmt.Sprintf("unexpected arguments %q", fs.Args()))
+	if len(args) > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments %q", args))
 	}
 	_, _, bad := rf.compute.parse()
 	problems = append(problems, bad...)
@@ -251,7 +236,7 @@ var pngFlags = map[string][]string{
 // form. The size comes from the init image when there is one, and the
 // denoising strength only applies to one. A field the engine cannot use
 // (another sampler) is an error unless its flag is given.
-func (rf *renderFlags) applyPNG(fs *flag.FlagSet) error {
+func (rf *renderFlags) applyPNG(fs *pflag.FlagSet) error {
 	text, err := readParameters(rf.fromPNG)
 	if err != nil {
 		return fmt.Errorf("--from-png %w", err)
@@ -262,7 +247,7 @@ func (rf *renderFlags) applyPNG(fs *flag.FlagSet) error {
 	}
 	req, model, hash, perr := it.Request()
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
 	withImage := rf.initImage != ""
 	ignored := map[string]bool{"Size": withImage, "Denoising strength": !withImage}
 	var problems []string
@@ -441,9 +426,9 @@ var specFlags = map[string]bool{"spec": true, "output": true, "model": true, "mo
 	"config": true, "tokenizer": true, "vae": true, "quiet": true, "backend": true, "device": true}
 
 // renderSpec is farm render --spec: a whole job on this machine.
-func renderSpec(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
+func renderSpec(ctx context.Context, fs *pflag.FlagSet, rf *renderFlags, args []string) error {
 	var problems []string
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		if !specFlags[f.Name] {
 			problems = append(problems, fmt.Sprintf("--%s: not with --spec (set it in the spec)", f.Name))
 		}
@@ -454,8 +439,8 @@ func renderSpec(ctx context.Context, fs *flag.FlagSet, rf *renderFlags) error {
 	if rf.model != "" && rf.models != "" {
 		problems = append(problems, "give --model PATH or --models DIR, not both")
 	}
-	if fs.NArg() > 0 {
-		problems = append(problems, fmt.Sprintf("unexpected arguments %q", fs.Args()))
+	if len(args) > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments %q", args))
 	}
 	_, _, bad := rf.compute.parse()
 	problems = append(problems, bad...)

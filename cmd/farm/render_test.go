@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"image"
 	"image/png"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/latentfarm/latentfarm/diffusion/pipeline"
 	"github.com/latentfarm/latentfarm/internal/testfixtures"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/pflag"
 )
 
 // TestRender_ReproducesGoldenImages runs `farm render` as a user would and
@@ -102,12 +102,12 @@ func TestRender_BadFlags(t *testing.T) {
 		{[]string{"--model", fix, "--prompt", "x", "--output", "x.jpg"}, `--output "x.jpg": must end in .png`},
 		{append(base, "--sampler", "heun"), `--sampler "heun": want euler, euler_a, ddim or dpmpp_2m`},
 		{append(base, "--width", "30"), "size 30x512: width and height must be positive multiples of 8"},
-		{append(base, "--steps", "many"), `invalid value "many" for flag -steps`},
+		{append(base, "--steps", "many"), `invalid argument "many" for "--steps" flag`},
 		{append(base, "--batch", "0"), "--batch 0: must be at least 1"},
 		{append(base, "--schedule", "exponential"), `--schedule "exponential": want default, karras or ays`},
 		{append(base, "extra"), `unexpected arguments ["extra"]`},
 	} {
-		err := runRender(context.Background(), tc.args)
+		err := execute(context.Background(), append([]string{"render"}, tc.args...)...)
 		var ue *usageError
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("farm render %s: error %v, want a usage error containing %q", strings.Join(tc.args, " "), err, tc.want)
@@ -222,7 +222,7 @@ func TestRender_BadImageInputs(t *testing.T) {
 			"--height 8: the output is the init image's 16x16 grown by --outpaint, 32x16"},
 	} {
 		args := append(append([]string{}, base...), tc.args...)
-		err := runRender(context.Background(), args)
+		err := execute(context.Background(), append([]string{"render"}, args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("farm render %s: error %v, want one containing %q", strings.Join(tc.args, " "), err, tc.want)
 		}
@@ -301,7 +301,7 @@ func TestRender_SpecBadFlags(t *testing.T) {
 		{[]string{"--spec", good, "--output", dir, "--models", dir}, 1, `model "sd15" is not in ` + dir +
 			" (as a folder sd15 or a file sd15.safetensors): give the folder that holds it with --models DIR, or another model's path with --model PATH"},
 	} {
-		err := runRender(context.Background(), tc.args)
+		err := execute(context.Background(), append([]string{"render"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("farm render %s: error %v, want one containing %q", strings.Join(tc.args, " "), err, tc.want)
 		}
@@ -315,13 +315,13 @@ func TestRender_SpecBadFlags(t *testing.T) {
 // asks the engine for what a job spec without them asks the farm for, so
 // one seed gives one image either way.
 func TestRender_DefaultsAreTheJobSpecs(t *testing.T) {
-	fs := flag.NewFlagSet("render", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("render", pflag.ContinueOnError)
 	var rf renderFlags
-	rf.register(fs)
+	rf.register(newSettings(fs))
 	if err := fs.Parse([]string{"--prompt", "x", "--model", "m", "--output", "x.png"}); err != nil {
 		t.Fatal(err)
 	}
-	req, problems := rf.request(fs)
+	req, problems := rf.request(fs.Args())
 	if len(problems) > 0 {
 		t.Fatal(problems)
 	}
@@ -373,6 +373,14 @@ func TestRender_FromPNGSamePixels(t *testing.T) {
 	}
 }
 
+// pngFilled are the flags --from-png fills.
+type pngFilled struct {
+	prompt, negative, sampler, schedule string
+	steps, width, height, clipSkip      int
+	cfg, strength                       float64
+	seed                                uint64
+}
+
 // TestRender_FromPNGFlags checks which flags --from-png fills from a
 // parameters text, the webui's included, and what it refuses.
 func TestRender_FromPNGFlags(t *testing.T) {
@@ -388,29 +396,29 @@ func TestRender_FromPNGFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		args []string
-		want renderFlags // the fields compared; zero for an error
+		want pngFilled // zero for an error
 		err  string
 	}{
-		{"webui", []string{"--from-png", webui}, renderFlags{prompt: "a lighthouse at dusk, oil painting, <lora:add_detail:0.6>",
+		{"webui", []string{"--from-png", webui}, pngFilled{prompt: "a lighthouse at dusk, oil painting, <lora:add_detail:0.6>",
 			negative: "(worst quality, low quality:1.4)", steps: 12, sampler: "dpmpp_2m", schedule: "karras", cfg: 6.5, seed: 2736491823,
 			width: 16, height: 24, clipSkip: 1}, ""},
 		{"flags win", []string{"--from-png", webui, "--prompt", "a castle", "--seed", "5", "--schedule", "default", "--width", "32", "--clip-skip", "0"},
-			renderFlags{prompt: "a castle", negative: "(worst quality, low quality:1.4)", steps: 12, sampler: "dpmpp_2m", schedule: "default",
+			pngFilled{prompt: "a castle", negative: "(worst quality, low quality:1.4)", steps: 12, sampler: "dpmpp_2m", schedule: "default",
 				cfg: 6.5, seed: 5, width: 32, height: 24}, ""},
-		{"with an init image", []string{"--from-png", webui, "--init-image", initImage}, renderFlags{prompt: "a lighthouse at dusk, oil painting, <lora:add_detail:0.6>",
+		{"with an init image", []string{"--from-png", webui, "--init-image", initImage}, pngFilled{prompt: "a lighthouse at dusk, oil painting, <lora:add_detail:0.6>",
 			negative: "(worst quality, low quality:1.4)", steps: 12, sampler: "dpmpp_2m", schedule: "karras", cfg: 6.5, seed: 2736491823,
 			clipSkip: 1, strength: 0.45}, ""},
-		{"unknown sampler", []string{"--from-png", sde}, renderFlags{}, `Sampler "DPM++ SDE": farm has no such sampler (it has Euler, Euler a, DDIM, DPM++ 2M) (give --sampler)`},
-		{"unknown sampler replaced", []string{"--from-png", sde, "--sampler", "euler"}, renderFlags{prompt: "a fox", steps: 20, sampler: "euler",
+		{"unknown sampler", []string{"--from-png", sde}, pngFilled{}, `Sampler "DPM++ SDE": farm has no such sampler (it has Euler, Euler a, DDIM, DPM++ 2M) (give --sampler)`},
+		{"unknown sampler replaced", []string{"--from-png", sde, "--sampler", "euler"}, pngFilled{prompt: "a fox", steps: 20, sampler: "euler",
 			schedule: "karras", cfg: 7, seed: 3, width: 64, height: 64}, ""},
-		{"no settings", []string{"--from-png", noSettings}, renderFlags{}, "no settings line"},
-		{"missing", []string{"--from-png", filepath.Join(dir, "missing.png")}, renderFlags{}, "no such file or directory"},
+		{"no settings", []string{"--from-png", noSettings}, pngFilled{}, "no settings line"},
+		{"missing", []string{"--from-png", filepath.Join(dir, "missing.png")}, pngFilled{}, "no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			quietStderr(t)
-			fs := flag.NewFlagSet("render", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("render", pflag.ContinueOnError)
 			var rf renderFlags
-			rf.register(fs)
+			rf.register(newSettings(fs))
 			if err := fs.Parse(append(slices.Clone(base), tc.args...)); err != nil {
 				t.Fatal(err)
 			}
@@ -424,7 +432,7 @@ func TestRender_FromPNGFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := renderFlags{prompt: rf.prompt, negative: rf.negative, steps: rf.steps, sampler: rf.sampler, schedule: rf.schedule,
+			got := pngFilled{prompt: rf.prompt, negative: rf.negative, steps: rf.steps, sampler: rf.sampler, schedule: rf.schedule,
 				cfg: rf.cfg, seed: rf.seed, width: rf.width, height: rf.height, clipSkip: rf.clipSkip, strength: rf.strength}
 			if got != tc.want {
 				t.Errorf("flags\n%+v\nwant\n%+v", got, tc.want)
@@ -433,7 +441,7 @@ func TestRender_FromPNGFlags(t *testing.T) {
 	}
 	// Without --model it says which model the image was made with.
 	quietStderr(t)
-	err := runRender(context.Background(), []string{"--from-png", webui, "--output", "x.png"})
+	err := execute(context.Background(), "render", "--from-png", webui, "--output", "x.png")
 	var ue *usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--model is required: "+webui+" was made with model v1-5-pruned-emaonly (hash 6ce0161689)") {
 		t.Errorf("without --model: %v", err)

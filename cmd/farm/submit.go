@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,68 +9,49 @@ import (
 	"strings"
 
 	"github.com/latentfarm/latentfarm/client"
-	"github.com/latentfarm/latentfarm/diffusion/pipeline"
-	"github.com/latentfarm/latentfarm/diffusion/scheduler"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
-
-func init() {
-	register("submit", "submit a job from JOB.yaml|JOB.json (- for stdin) or from flags", runSubmit)
-}
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ", ") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // submitFlags is the flag form of a batch job; set flags override the file.
 type submitFlags struct {
-	name, model, family, precision, backend, negative, promptsFile string
-	sampler, schedule, priority, seeds                             string
-	initImage, mask, outpaint                                      string
-	strength                                                       float64
-	prompts                                                        stringList
-	seedStart, seed                                                int64
-	count, width, height, steps, clipSkip, framesPerTask, retries  int
-	cfg                                                            float64
+	samplingFlags
+	name, model, family, precision, backend, promptsFile string
+	priority, seeds                                      string
+	prompts                                              []string
+	seedStart                                            int64
+	count, framesPerTask, retries                        int
 }
 
-func (sf *submitFlags) register(fs *flag.FlagSet) {
+func (sf *submitFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&sf.name, "name", "", "a label for the job")
 	fs.StringVar(&sf.model, "model", "", "model name (in the nodes' model dir or the model store)")
 	fs.StringVar(&sf.family, "model-family", "", "sd1, sd2, sdxl or tiny (default: guessed from the name)")
 	fs.StringVar(&sf.precision, "precision", "", "fp16 (default), bf16 or fp32")
 	fs.StringVar(&sf.backend, "backend", "", "pin the backend: cpu or cuda (default either)")
-	fs.Var(&sf.prompts, "prompt", "a prompt (repeatable)")
+	fs.StringArrayVar(&sf.prompts, "prompt", nil, "a prompt (repeatable)")
 	fs.StringVar(&sf.promptsFile, "prompts-file", "", "file of prompts, one a line (# comments)")
-	fs.StringVar(&sf.negative, "negative-prompt", "", "negative prompt")
+	sf.samplingFlags.register(fs)
+	// The old spellings, kept working, out of the help; no warning either,
+	// since scripts read the command's first line.
 	fs.StringVar(&sf.negative, "negative", "", "alias of --negative-prompt")
-	fs.Int64Var(&sf.seed, "seed", 0, "one seed (instead of --seeds or --seed-start)")
-	fs.StringVar(&sf.seeds, "seeds", "", "comma-separated seeds (instead of --seed-start/--count)")
+	fs.Float64Var(&sf.cfg, "cfg", sf.cfg, "alias of --cfg-scale")
+	for _, alias := range []string{"negative", "cfg"} {
+		_ = fs.MarkHidden(alias)
+	}
+	fs.StringVar(&sf.seeds, "seeds", "", "comma-separated seeds (instead of --seed or --seed-start/--count)")
 	fs.Int64Var(&sf.seedStart, "seed-start", 0, "first seed of a range")
 	fs.IntVar(&sf.count, "count", 0, "images per prompt (seeds seed-start, seed-start+1, ...)")
-	fs.IntVar(&sf.width, "width", 0, "image width (default 512)")
-	fs.IntVar(&sf.height, "height", 0, "image height (default 512)")
-	fs.IntVar(&sf.steps, "steps", 0, fmt.Sprintf("denoising steps (default %d)", scheduler.DefaultSteps))
-	fs.Float64Var(&sf.cfg, "cfg-scale", 0, fmt.Sprintf("classifier-free guidance scale (default %g)", scheduler.DefaultCFGScale))
-	fs.Float64Var(&sf.cfg, "cfg", 0, "alias of --cfg-scale")
-	fs.StringVar(&sf.sampler, "sampler", "", "sampler: "+strings.Join(scheduler.Names(), ", ")+" (default "+wire.SamplerEuler+")")
-	fs.StringVar(&sf.schedule, "schedule", "", "sigma schedule: "+strings.Join(scheduler.Schedules(), ", "))
-	fs.IntVar(&sf.clipSkip, "clip-skip", 0, "skip the last N text encoder layers (diffusers' clip_skip; other tools print N+1)")
 	fs.StringVar(&sf.priority, "priority", "", "high, normal (default) or low")
 	fs.IntVar(&sf.framesPerTask, "frames-per-task", 0, "frames per task (default 4)")
 	fs.IntVar(&sf.retries, "max-retries", 0, "times a failed task runs again (default 3)")
-	fs.StringVar(&sf.initImage, "init-image", "", "PNG or JPEG to start from (img2img; uploaded to the farm)")
-	fs.StringVar(&sf.mask, "mask", "", "PNG or JPEG mask of the init image: white is repainted (inpainting)")
-	fs.StringVar(&sf.outpaint, "outpaint", "", "LEFT,TOP,RIGHT,BOTTOM: grow the init image by these pixels (multiples of 8) and paint the new area")
-	fs.Float64Var(&sf.strength, "strength", 0, fmt.Sprintf("share of the steps re-run over the init image, (0, 1] (default %g; %g with a mask or outpaint)", pipeline.DefaultStrengthImg2Img, pipeline.DefaultStrengthInpaint))
 }
 
 // apply copies every flag that was set onto spec.
-func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
+func (sf *submitFlags) apply(fs *pflag.FlagSet, spec *wire.JobSpec) error {
 	var seedFlags []string
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		if f.Name == "seed" || f.Name == "seeds" || f.Name == "seed-start" {
 			seedFlags = append(seedFlags, "--"+f.Name)
 		}
@@ -86,7 +65,7 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 			err = e
 		}
 	}
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "name":
 			spec.Name = sf.name
@@ -107,7 +86,11 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 		case "negative-prompt", "negative":
 			spec.NegativePrompt = sf.negative
 		case "seed":
-			spec.Seeds = wire.Seeds{List: []int64{sf.seed}}
+			if sf.seed > wire.MaxSeed {
+				keep(usagef("--seed %d: outside 0..%d", sf.seed, uint64(wire.MaxSeed)))
+				return
+			}
+			spec.Seeds = wire.Seeds{List: []int64{int64(sf.seed)}}
 		case "seeds":
 			spec.Seeds = wire.Seeds{}
 			for _, s := range strings.Split(sf.seeds, ",") {
@@ -165,94 +148,105 @@ func (sf *submitFlags) apply(fs *flag.FlagSet, spec *wire.JobSpec) error {
 	return err
 }
 
-func runSubmit(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	var sf submitFlags
-	sf.register(fs)
-	wait := fs.Bool("wait", false, "follow the job until it ends (exit status 1 unless it is done)")
-	asJSON := fs.Bool("json", false, "print the accepted job as JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm submit [JOB.yaml|JOB.json|-] [flags]\n\n"+
-			"Submits a job from a spec file (- reads it from stdin), from flags, or from a file with flags\n"+
-			"overriding its fields: a batch (prompts x seeds), an animation (kind: animation,\n"+
-			"keyframes; spec file only), or image edits with --init-image, --mask, --outpaint.\n"+
-			"Local images are checked, then uploaded before the job is sent. Examples:\n"+
-			"  farm submit --model sd15 --prompt 'a lighthouse at dusk' --seed-start 1 --count 64 --wait\n"+
-			"  farm submit --model sd15 --prompt 'a castle' --init-image sketch.png --strength 0.6 --count 8\n"+
-			"  farm submit animation.yaml --wait\n"+
-			"  farm submit - --priority high < job.json\n\n"+
-			"The sampling flags are farm render's; --cfg and --negative are aliases of\n"+
-			"--cfg-scale and --negative-prompt.\n\n")
-		fs.PrintDefaults()
+func newSubmitCmd() *cobra.Command {
+	var (
+		sf   submitFlags
+		wait bool
+	)
+	c := &cobra.Command{
+		Use:   "submit [JOB.yaml|JOB.json|-]",
+		Short: "submit a job from JOB.yaml|JOB.json (- for stdin) or from flags",
+		Long: "Submits a job from a spec file (- reads it from stdin), from flags, or from a file with flags\n" +
+			"overriding its fields: a batch (prompts x seeds), an animation (kind: animation,\n" +
+			"keyframes; spec file only), or image edits with --init-image, --mask, --outpaint.\n" +
+			"Local images are checked, then uploaded before the job is sent.\n\n" +
+			"The sampling flags are farm render's, with its defaults; only the ones given override\n" +
+			"the file. --seed gives one seed, --seeds a list, --seed-start and --count a range.\n" +
+			"--cfg and --negative still work as the old spellings of --cfg-scale and --negative-prompt.\n\n" +
+			precedence,
+		Example: `  farm submit --model sd15 --prompt 'a lighthouse at dusk' --seed-start 1 --count 64 --wait
+  farm submit --model sd15 --prompt 'a castle' --init-image sketch.png --strength 0.6 --count 8
+  farm submit animation.yaml --wait
+  farm submit - --priority high < job.json`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("want at most one job file, got %q", args)
+			}
+			return nil
+		},
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	var spec wire.JobSpec
-	switch len(pos) {
-	case 0:
-	case 1:
-		if pos[0] == "-" {
-			spec, err = readJobStdin()
-		} else {
-			spec, err = wire.ReadJobFile(pos[0])
-		}
+	api := addAPIFlags(newSettings(c.Flags()))
+	sf.register(c.Flags())
+	completeSampling(c)
+	c.Flags().BoolVar(&wait, "wait", false, "follow the job until it ends (exit status 1 unless it is done)")
+	out := addOutputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		spec, err := submitSpec(c, &sf, args)
 		if err != nil {
 			return err
 		}
-	default:
-		return usagef("want at most one job file, got %q", pos)
-	}
-	if err := sf.apply(fs, &spec); err != nil {
-		return err
-	}
-	inputs, fe := spec.ReadLocalInputs()
-	if len(fe) > 0 {
-		return submitError(fe)
-	}
-	// The coordinator's own checks, here first: nothing is uploaded for a
-	// job it would refuse, and fields a file gives as 0 (which JSON does not
-	// carry across) are refused rather than sent as defaults.
-	check := spec
-	check.Normalize()
-	if err := check.Validate(); err != nil {
-		return submitError(err)
-	}
-	cli, err := cf.client()
-	if err != nil {
-		return err
-	}
-	if err := cli.UploadInputs(ctx, inputs, &spec); err != nil {
-		return err
-	}
-	j, err := cli.Submit(ctx, spec)
-	if err != nil {
-		return submitError(err)
-	}
-	if *asJSON {
-		if err := printJSON(stdout, j); err != nil {
+		inputs, fe := spec.ReadLocalInputs()
+		if len(fe) > 0 {
+			return submitError(fe)
+		}
+		// The coordinator's own checks, here first: nothing is uploaded for a
+		// job it would refuse, and fields a file gives as 0 (which JSON does not
+		// carry across) are refused rather than sent as defaults.
+		check := spec
+		check.Normalize()
+		if err := check.Validate(); err != nil {
+			return submitError(err)
+		}
+		cli, err := api.client()
+		if err != nil {
 			return err
 		}
-	} else {
-		fmt.Fprintf(stdout, "%s queued: %d frames in %d tasks, class %s, priority %s\n", j.ID, j.FramesTotal, j.TasksTotal, j.Class, j.Priority)
+		if err := cli.UploadInputs(c.Context(), inputs, &spec); err != nil {
+			return err
+		}
+		j, err := cli.Submit(c.Context(), spec)
+		if err != nil {
+			return submitError(err)
+		}
+		err = printRecord(stdout, *out, j, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "%s queued: %d frames in %d tasks, class %s, priority %s\n", j.ID, j.FramesTotal, j.TasksTotal, j.Class, j.Priority)
+			return err
+		})
+		if err != nil || !wait {
+			return err
+		}
+		final, err := watchJob(c.Context(), cli, j.ID, os.Stderr)
+		if err != nil {
+			return err
+		}
+		return jobOutcome(final)
 	}
-	if !*wait {
-		return nil
+	return c
+}
+
+// submitSpec reads the spec file (or stdin for -), if any, and applies the
+// flags given.
+func submitSpec(c *cobra.Command, sf *submitFlags, args []string) (wire.JobSpec, error) {
+	var (
+		spec wire.JobSpec
+		err  error
+	)
+	switch {
+	case len(args) == 1 && args[0] == "-":
+		spec, err = readJobStdin(c.InOrStdin())
+	case len(args) == 1:
+		spec, err = wire.ReadJobFile(args[0])
 	}
-	final, err := watchJob(ctx, cli, j.ID, os.Stderr)
 	if err != nil {
-		return err
+		return spec, err
 	}
-	return jobOutcome(final)
+	return spec, sf.apply(c.Flags(), &spec)
 }
 
 // readJobStdin reads a spec from stdin as wire.ReadJobFile reads a file;
 // paths in it (prompts_file, init_image, mask) are relative to the working
 // directory.
-func readJobStdin() (wire.JobSpec, error) {
+func readJobStdin(stdin io.Reader) (wire.JobSpec, error) {
 	data, err := io.ReadAll(stdin)
 	if err != nil {
 		return wire.JobSpec{}, fmt.Errorf("stdin: %w", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"image"
 	"image/png"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/latentfarm/latentfarm/internal/testfixtures"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/pflag"
 )
 
 func TestSubmitFlags_Apply(t *testing.T) {
@@ -29,7 +29,7 @@ func TestSubmitFlags_Apply(t *testing.T) {
 		{[]string{"--seeds", "1,x", "--steps", "20"}, `--seeds: "x" is not a number`},
 		{[]string{"--steps", "12", "--width", "32", "--height", "48", "--seeds", "3,4"}, ""},
 	} {
-		fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+		fs := pflag.NewFlagSet("submit", pflag.ContinueOnError)
 		var sf submitFlags
 		sf.register(fs)
 		if err := fs.Parse(tc.args); err != nil {
@@ -89,7 +89,7 @@ func TestSubmit_BadImageInputsRefusedBeforeSending(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--url", "http://127.0.0.1:9", "--token", "x", "--model", "demo", "--prompt", "a red circle"}, tc.args...)
-			err := runSubmit(context.Background(), args)
+			err := execute(context.Background(), append([]string{"submit"}, args...)...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("farm submit %v: error %v, want one containing %q", tc.args, err, tc.want)
 			}
@@ -104,7 +104,7 @@ func TestSubmit_BadImageInputsRefusedBeforeSending(t *testing.T) {
 // flag names, and its old spellings as aliases of the same setting.
 func TestSubmitFlags_RenderNames(t *testing.T) {
 	parse := func(args ...string) (wire.JobSpec, error) {
-		fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+		fs := pflag.NewFlagSet("submit", pflag.ContinueOnError)
 		var sf submitFlags
 		sf.register(fs)
 		if err := fs.Parse(args); err != nil {
@@ -126,14 +126,25 @@ func TestSubmitFlags_RenderNames(t *testing.T) {
 			t.Errorf("%s, %s: spec\n%+v\nwant\n%+v", names[0], names[1], spec, want)
 		}
 	}
-	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("submit", pflag.ContinueOnError)
 	var sf submitFlags
 	sf.register(fs)
 	for _, alias := range [][2]string{{"cfg", "cfg-scale"}, {"negative", "negative-prompt"}} {
-		if u := fs.Lookup(alias[0]).Usage; u != "alias of --"+alias[1] {
-			t.Errorf("--%s: help %q, want %q", alias[0], u, "alias of --"+alias[1])
+		f := fs.Lookup(alias[0])
+		if f.Usage != "alias of --"+alias[1] || !f.Hidden {
+			t.Errorf("--%s: help %q, hidden %v; want %q, hidden", alias[0], f.Usage, f.Hidden, "alias of --"+alias[1])
 		}
 	}
+	// Both commands define the shared flags in one place: the same help.
+	render := pflag.NewFlagSet("render", pflag.ContinueOnError)
+	var rf renderFlags
+	rf.register(newSettings(render))
+	render.VisitAll(func(rfl *pflag.Flag) {
+		if sfl := fs.Lookup(rfl.Name); sfl != nil && rfl.Name != "model" && rfl.Name != "prompt" && rfl.Name != "backend" &&
+			(sfl.Usage != rfl.Usage || sfl.DefValue != rfl.DefValue || sfl.Value.Type() != rfl.Value.Type()) {
+			t.Errorf("--%s: submit's %q (default %q) differs from render's %q (default %q)", rfl.Name, sfl.Usage, sfl.DefValue, rfl.Usage, rfl.DefValue)
+		}
+	})
 	for _, args := range [][]string{{"--seed", "1", "--seeds", "2,3"}, {"--seed", "1", "--seed-start", "4"}} {
 		if _, err := parse(args...); err == nil || !strings.Contains(err.Error(), "give one of --seed, --seeds or --seed-start") {
 			t.Errorf("%v: error %v", args, err)
@@ -172,7 +183,7 @@ func TestSubmit_SpecFromStdin(t *testing.T) {
 	}
 	stdin = strings.NewReader("model: [not, a, string\n")
 	quietStderr(t)
-	err := runSubmit(context.Background(), []string{"-", "--url", srv.URL, "--token", "x"})
+	err := execute(context.Background(), "submit", "-", "--url", srv.URL, "--token", "x")
 	if err == nil || !strings.HasPrefix(err.Error(), "stdin: wire: job spec:") {
 		t.Errorf("a broken spec on stdin: %v", err)
 	}
@@ -185,7 +196,7 @@ func TestSubmit_ZeroInFileRefused(t *testing.T) {
 	if err := os.WriteFile(p, []byte("model: demo\nprompts: [a red circle]\nsteps: 0\nsampler: heun\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := runSubmit(context.Background(), []string{p, "--url", "http://127.0.0.1:9", "--token", "x"})
+	err := execute(context.Background(), "submit", p, "--url", "http://127.0.0.1:9", "--token", "x")
 	if err == nil || !strings.Contains(err.Error(), "steps: 0 is not a valid value") || !strings.Contains(err.Error(), "sampler:") {
 		t.Fatalf("got %v, want errors on steps and sampler", err)
 	}

@@ -1,30 +1,31 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
-	"os"
 
 	"github.com/latentfarm/latentfarm/localfarm"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register("up", "run a whole farm on this machine: NATS, etcd, S3, coordinator and nodes", runUp)
-}
-
-func runUp(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm up [flags]\n\n"+
-			"Runs embedded NATS with JetStream, etcd, an S3 gateway, the coordinator and\n"+
-			"local nodes in one process, with all data under --data. Credentials are\n"+
-			"generated on first start into DATA/%s (mode 0600).\n\n", wire.CredentialsFile)
-		fs.PrintDefaults()
+func newUpCmd() *cobra.Command {
+	var (
+		o   localfarm.Options
+		log logFlags
+	)
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "run a whole farm on this machine: NATS, etcd, S3, coordinator and nodes",
+		Long: "Runs embedded NATS with JetStream, etcd, an S3 gateway, the coordinator and\n" +
+			"local nodes in one process, with all data under --data. Credentials are\n" +
+			"generated on first start into DATA/" + wire.CredentialsFile + " (mode 0600); the other\n" +
+			"commands on this machine find the farm through them.",
+		Args: noArgs,
 	}
-	var o localfarm.Options
-	fs.StringVar(&o.Dir, "data", wire.DataDir(), "data directory ($FARM_DATA)")
+	s := newSettings(c.Flags())
+	fs := c.Flags()
+	o.Dir = wire.DefaultDataDir
+	addDataFlag(s, &o.Dir, "data directory")
 	fs.IntVar(&o.Nodes, "nodes", 1, "local nodes to run (0: only nodes from other machines)")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1", "interface every server binds; 0.0.0.0 lets other machines join")
 	fs.StringVar(&o.Advertise, "advertise", "", "host other machines reach this one at (default: from --listen)")
@@ -38,45 +39,43 @@ func runUp(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Renderer, "renderer", localfarm.RendererEngine, "renderer of the local nodes: engine, or loadtest (fixed time per image, for benchmarks)")
 	fs.StringVar(&o.ModelsDir, "models", "", "model directory of the local nodes (default DATA/models)")
 	fs.BoolVar(&o.RandomPorts, "random-ports", false, "pick a free port for every port not given by a flag (when the defaults are taken)")
-	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	logJSON := fs.Bool("log-json", false, "log as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q", fs.Args())
-	}
-	if o.RandomPorts {
-		// Ports not given explicitly go to 0: localfarm then picks free ones.
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		for name, p := range map[string]*int{"api-port": &o.APIPort, "nats-port": &o.NATSPort,
-			"etcd-port": &o.EtcdPort, "etcd-peer-port": &o.EtcdPeerPort, "s3-port": &o.S3Port} {
-			if !given[name] {
-				*p = 0
+	log.register(s)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if err := s.apply(); err != nil {
+			return err
+		}
+		if o.RandomPorts {
+			// Ports not given explicitly go to 0: localfarm then picks free ones.
+			for name, p := range map[string]*int{"api-port": &o.APIPort, "nats-port": &o.NATSPort,
+				"etcd-port": &o.EtcdPort, "etcd-peer-port": &o.EtcdPeerPort, "s3-port": &o.S3Port} {
+				if !fs.Changed(name) {
+					*p = 0
+				}
 			}
 		}
+		logger, err := log.logger()
+		if err != nil {
+			return err
+		}
+		o.Logger = logger
+		farm, err := localfarm.New(o)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- farm.Run(c.Context()) }()
+		select {
+		case err := <-done:
+			return err
+		case <-farm.Ready():
+		}
+		w := stdout
+		fmt.Fprint(w, "\n"+localfarm.Summary(farm.Dir(), farm.Credentials()))
+		if u := farm.NATSMonitorURL(); u != "" {
+			fmt.Fprintf(w, "  nats monitoring  %s (no credentials: keep it on loopback or a private network)\n", u)
+		}
+		fmt.Fprint(w, "\nPress Ctrl-C to stop.\n\n")
+		return <-done
 	}
-	logger, err := newLogger(*logLevel, *logJSON)
-	if err != nil {
-		return err
-	}
-	o.Logger = logger
-	farm, err := localfarm.New(o)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- farm.Run(ctx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-farm.Ready():
-	}
-	fmt.Fprint(os.Stdout, "\n"+localfarm.Summary(farm.Dir(), farm.Credentials()))
-	if u := farm.NATSMonitorURL(); u != "" {
-		fmt.Fprintf(os.Stdout, "  nats monitoring  %s (no credentials: keep it on loopback or a private network)\n", u)
-	}
-	fmt.Fprint(os.Stdout, "\nPress Ctrl-C to stop.\n\n")
-	return <-done
+	return c
 }

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 	"text/tabwriter"
 
 	"github.com/latentfarm/latentfarm/diffusion/pipeline"
+	"github.com/spf13/cobra"
 )
-
-func init() {
-	register("version", "print the version, commit and Go version this binary was built from", runVersion)
-}
 
 // buildInfo is what farm version prints, from the build information the
 // Go toolchain embeds.
@@ -56,27 +52,26 @@ func readBuildInfo() buildInfo {
 	return b
 }
 
-func runVersion(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm version [--json]\n\n"+
-			"Prints the version this binary was built as (the one its images carry), its\n"+
-			"module version, VCS revision and whether the tree had uncommitted changes, and\n"+
-			"the Go version and platform.\n\n")
-		fs.PrintDefaults()
+func newVersionCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "version",
+		Short: "print the version, commit and Go version this binary was built from",
+		Long: "Prints the version this binary was built as (the one its images carry), its\n" +
+			"module version, VCS revision and whether the tree had uncommitted changes, and\n" +
+			"the Go version and platform.",
+		Args: noArgs,
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	out := addOutputFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		b := readBuildInfo()
+		return printRecord(stdout, *out, b, func(w io.Writer) error { return printBuildInfo(w, b) })
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q", fs.Args())
-	}
-	b := readBuildInfo()
-	if *asJSON {
-		return printJSON(stdout, b)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	return c
+}
+
+// printBuildInfo writes the human view of farm version.
+func printBuildInfo(w io.Writer, b buildInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n", b.Version)
 	fmt.Fprintf(tw, "  module\t%s %s\n", b.Module, b.ModuleVersion)
 	if b.Revision != "" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,29 +10,30 @@ import (
 
 	"github.com/latentfarm/latentfarm/client"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register("watch", "follow a job: progress bar, frames done, rate and ETA", runWatch)
-}
-
-func runWatch(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: farm watch ID [flags]\n\n")
-		fs.PrintDefaults()
+func newWatchCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "watch ID",
+		Short: "follow a job: progress bar, frames done, rate and ETA",
+		Long: "Follows a job until it ends: a progress bar, frames done, rate and ETA on stderr.\n" +
+			"Exits 1 unless the job is done.\n\n" + precedence,
+		Args: oneArg("job id"),
 	}
-	id, cli, err := cf.jobArgs(fs, args)
-	if err != nil {
-		return err
+	api := addAPIFlags(newSettings(c.Flags()))
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cli, err := api.client()
+		if err != nil {
+			return err
+		}
+		final, err := watchJob(c.Context(), cli, args[0], os.Stderr)
+		if err != nil {
+			return err
+		}
+		return jobOutcome(final)
 	}
-	final, err := watchJob(ctx, cli, id, os.Stderr)
-	if err != nil {
-		return err
-	}
-	return jobOutcome(final)
+	return c
 }
 
 // jobOutcome turns a finished job into the command's result.
