@@ -14,6 +14,7 @@ import (
 	"github.com/latentfarm/latentfarm/embedded"
 	"github.com/latentfarm/latentfarm/node"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/latentfarm/latentfarm/shared/farmtest"
 )
 
 // envChildNode makes the test binary run one node agent, configured by the
@@ -22,6 +23,7 @@ const envChildNode = "LATENTFARM_E2E_NODE_CHILD"
 
 func TestMain(m *testing.M) {
 	embedded.RunChildIfRequested()
+	farmtest.RunClusterMemberIfRequested()
 	if spec := os.Getenv(envChildNode); spec != "" {
 		os.Exit(runChildNode(spec))
 	}

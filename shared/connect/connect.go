@@ -71,6 +71,9 @@ func (f TLSFiles) Config() (*tls.Config, error) {
 
 // NATSConfig says how to reach NATS.
 type NATSConfig struct {
+	// URL is one server's nats:// URL or, for a cluster, several separated
+	// by commas; the client fails over between them and the ones the
+	// servers announce.
 	URL       string   `json:"url"`
 	User      string   `json:"user,omitempty"`
 	Password  string   `json:"password,omitempty"`

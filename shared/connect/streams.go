@@ -17,7 +17,9 @@ type StreamOptions struct {
 	// AckWait is how long a node may hold a task without an ack or an
 	// in-progress signal before it is redelivered (default 30s).
 	AckWait time.Duration
-	// Replicas of each stream (default 1; 3 for a clustered JetStream).
+	// Replicas of each stream: 3 for a clustered JetStream (docs/CLUSTER.md).
+	// Zero keeps the count an existing stream has (an operator may have
+	// scaled it with the nats CLI) and creates a new one with 1.
 	Replicas int
 	// Memory keeps the streams in memory instead of files (benchmarks).
 	Memory bool
@@ -28,9 +30,6 @@ type StreamOptions struct {
 func (o *StreamOptions) fill() {
 	if o.AckWait == 0 {
 		o.AckWait = 30 * time.Second
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
 	}
 	if o.DuplicateWindow == 0 {
 		o.DuplicateWindow = 2 * time.Minute
@@ -54,6 +53,13 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Storage: storage, Replicas: o.Replicas, Duplicates: o.DuplicateWindow,
 			Description: "latentfarm task results for the coordinator"},
 	} {
+		if sc.Replicas == 0 {
+			r, err := streamReplicas(ctx, js, sc.Name)
+			if err != nil {
+				return err
+			}
+			sc.Replicas = r
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("connect: stream %s: %w", sc.Name, err)
 		}
@@ -87,6 +93,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		return fmt.Errorf("connect: consumer %s: %w", rc.Durable, err)
 	}
 	return nil
+}
+
+// streamReplicas is the replica count of stream name, or 1 when it does
+// not exist yet.
+func streamReplicas(ctx context.Context, js jetstream.JetStream, name string) (int, error) {
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("connect: stream %s: %w", name, err)
+	}
+	return max(s.CachedInfo().Config.Replicas, 1), nil
 }
 
 // WaitTaskConsumer returns the durable consumer of (c, p), waiting until the
