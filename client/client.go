@@ -217,6 +217,14 @@ func (c *Client) Cancel(ctx context.Context, id string) (wire.JobStatus, error) 
 	return out, err
 }
 
+// Delete removes a finished job: its frames, outputs and manifest in S3,
+// and its record.
+func (c *Client) Delete(ctx context.Context, id string) (wire.DeleteResponse, error) {
+	var out wire.DeleteResponse
+	err := c.do(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
 // Nodes lists the registered nodes.
 func (c *Client) Nodes(ctx context.Context) ([]wire.NodeInfo, error) {
 	var out wire.NodeList

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ const maxBody = 2 * wire.MaxSpecBytes
 //	GET  /v1/jobs/{id}[?tasks=all|none] one job, with tasks and why they wait -> JobStatus
 //	GET  /v1/jobs/{id}/events         progress as server-sent events (JobEvent)
 //	POST /v1/jobs/{id}/cancel         cancel                -> JobStatus
+//	DELETE /v1/jobs/{id}              delete a finished job's objects and record -> DeleteResponse
 //	GET  /v1/jobs/{id}/files          presigned URLs        -> FileList
 //	GET  /v1/jobs/{id}/manifest       the manifest, proxied
 //	GET  /v1/jobs/{id}/frames/{index} one frame PNG, proxied
@@ -33,7 +35,7 @@ const maxBody = 2 * wire.MaxSpecBytes
 //	POST /v1/session {"token"}        dashboard login: sets the session cookie (no token needed)
 //	DELETE /v1/session                log out
 //	ComfyUI's API (/prompt, /history, /view, /ws, ...): see comfy.go
-//	GET  /, /assets/...               the web dashboard (no token needed): see web.go
+//	GET  /, /ui/...                   the web dashboard (no token needed): see web.go
 //	GET  /livez, /readyz, /metrics    liveness, readiness (NATS, etcd, S3, leader), Prometheus
 //
 // Every other path needs "Authorization: Bearer <token>" or the session
@@ -45,6 +47,7 @@ func (c *Coordinator) routes() http.Handler {
 	mux.HandleFunc("GET /v1/jobs/{id}", c.leaderOnly(c.handleJob))
 	mux.HandleFunc("GET /v1/jobs/{id}/events", c.leaderOnly(c.handleEvents))
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", c.leaderOnly(c.handleCancel))
+	mux.HandleFunc("DELETE /v1/jobs/{id}", c.leaderOnly(c.handleDelete))
 	mux.HandleFunc("GET /v1/jobs/{id}/files", c.leaderOnly(c.handleFiles))
 	mux.HandleFunc("GET /v1/jobs/{id}/manifest", c.leaderOnly(c.handleManifest))
 	mux.HandleFunc("GET /v1/jobs/{id}/frames/{index}", c.leaderOnly(c.handleFrame))
@@ -209,6 +212,16 @@ func (c *Coordinator) handleCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (c *Coordinator) handleDelete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n, err := c.deleteJob(r.Context(), id)
+	if err != nil {
+		c.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.DeleteResponse{Job: id, Objects: n})
 }
 
 func (c *Coordinator) handleNodes(w http.ResponseWriter, r *http.Request) {
@@ -389,10 +402,12 @@ func (c *Coordinator) handleEvents(w http.ResponseWriter, r *http.Request) {
 		send(wire.JobEvent{Type: wire.EventEnd, Job: &st})
 		return
 	}
-	c.streamEvents(r, j, l, send)
+	c.streamEvents(r.Context(), j, l, send)
 }
 
-func (c *Coordinator) streamEvents(r *http.Request, j *job, l *listener, send func(wire.JobEvent) bool) {
+// streamEvents sends j's events to l's stream until the job ends, send
+// fails or ctx ends.
+func (c *Coordinator) streamEvents(ctx context.Context, j *job, l *listener, send func(wire.JobEvent) bool) {
 	tick := time.NewTicker(eventInterval)
 	defer tick.Stop()
 	keepalive := time.NewTicker(15 * time.Second)
@@ -405,7 +420,7 @@ func (c *Coordinator) streamEvents(r *http.Request, j *job, l *listener, send fu
 	}
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
 		case <-l.notifyC:
 			changed = true

@@ -359,6 +359,9 @@ func (c *Coordinator) finalize(ctx context.Context, id string) {
 	j.rec.ManifestKey = wire.ManifestKey(id)
 	c.mu.Unlock()
 	c.persistFinished(ctx, j)
+	if j.rec.State == wire.JobCancelled {
+		go c.sweepCancelled(context.WithoutCancel(ctx), id)
+	}
 	c.mu.Lock()
 	j.notify()
 	j.tasks, j.byID, j.trecs, j.running = nil, nil, nil, nil
@@ -438,6 +441,9 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 				m.Failed = append(m.Failed, wire.FailedFrame{Index: f.Index, TaskID: t.ID, Error: e})
 			}
 		}
+	}
+	if m.State == wire.JobCancelled {
+		m.Notes = append(m.Notes, fmt.Sprintf("cancelled: the %d frames rendered before the cancel are listed; frames of tasks still rendering then are deleted", len(m.Frames)))
 	}
 	sort.Slice(m.Frames, func(a, b int) bool { return m.Frames[a].Index < m.Frames[b].Index })
 	if len(m.Frames) > 0 && m.Cost.Currency != "" {

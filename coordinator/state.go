@@ -141,6 +141,9 @@ func (c *Coordinator) load(ctx context.Context) error {
 		}
 		if wire.JobFinished(rec.State) {
 			jobs[rec.ID] = newJob(rec, nil)
+			if rec.State == wire.JobCancelled && rec.ManifestKey != "" && !rec.Swept {
+				go c.sweepCancelled(context.WithoutCancel(ctx), rec.ID)
+			}
 			continue
 		}
 		j, err := c.loadActive(ctx, rec)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -213,10 +214,30 @@ func TestFarm_CancelStopsRendering(t *testing.T) {
 		t.Errorf("nodes stopped rendering %s after the cancel; want under 2s (a task takes 4s)", stopped)
 	}
 	n1 := len(f.frameKeys(t, st.ID))
-	time.Sleep(1500 * time.Millisecond)
-	n2 := len(f.frameKeys(t, st.ID))
-	if n2 != n1 || n1 >= 64 {
-		t.Errorf("frames in S3: %d when the nodes stopped, %d later (of 64)", n1, n2)
+	if n1 >= 64 {
+		t.Errorf("all 64 frames in S3 after the cancel")
+	}
+	// Nothing is orphaned: once swept, the frames in S3 are exactly those
+	// the manifest lists as rendered before the cancel (the cut-short
+	// tasks' frames are deleted).
+	farmtest.Eventually(t, 15*time.Second, func() bool {
+		resp, err := f.etc.Get(ctx, wire.JobKey(st.ID))
+		var rec wire.JobRecord
+		return err == nil && len(resp.Kvs) == 1 && json.Unmarshal(resp.Kvs[0].Value, &rec) == nil && rec.Swept
+	})
+	m := f.manifest(t, st.ID)
+	listed := map[string]bool{}
+	for _, fr := range m.Frames {
+		listed[fr.Key] = true
+	}
+	keys := f.frameKeys(t, st.ID)
+	for _, k := range keys {
+		if !listed[k] {
+			t.Errorf("frame %s is in S3 but not in the cancelled job's manifest", k)
+		}
+	}
+	if len(keys) != len(m.Frames) || len(m.Notes) == 0 {
+		t.Errorf("%d frames in S3, %d in the manifest (notes %q)", len(keys), len(m.Frames), m.Notes)
 	}
 	final, err := c.cli.Job(ctx, st.ID, "")
 	if err != nil || final.State != wire.JobCancelled || final.TasksRunning != 0 {
@@ -227,7 +248,22 @@ func TestFarm_CancelStopsRendering(t *testing.T) {
 			t.Errorf("node %s is %s after the cancel", id, e.State)
 		}
 	}
-	t.Logf("nodes idle %s after the cancel; %d of 64 frames were written", stopped.Round(time.Millisecond), n1)
+	t.Logf("nodes idle %s after the cancel; %d of 64 frames were written, %d kept", stopped.Round(time.Millisecond), n1, len(keys))
+
+	// farm delete: nothing of the job is left.
+	del, err := c.cli.Delete(ctx, st.ID)
+	if err != nil || del.Objects != len(keys)+1 {
+		t.Fatalf("delete: %+v %v; want %d frames and the manifest removed", del, err, len(keys))
+	}
+	if n := f.countObjects(t, wire.JobObjectsPrefix(st.ID)); n != 0 {
+		t.Errorf("%d objects left after delete", n)
+	}
+	if _, err := c.cli.Job(ctx, st.ID, ""); !client.IsCode(err, wire.CodeNotFound) {
+		t.Errorf("deleted job: %v, want not_found", err)
+	}
+	if n := f.countKeys(t, wire.JobKey(st.ID)) + f.countKeys(t, wire.CancelledKey(st.ID)); n != 0 {
+		t.Errorf("%d etcd keys of the deleted job left", n)
+	}
 }
 
 func TestFarm_InvalidJobRefusedWhole(t *testing.T) {

@@ -272,6 +272,19 @@ func (f *farm) renderProblems(t testing.TB, job string) []string {
 	return problems
 }
 
+// countObjects counts the S3 objects under prefix.
+func (f *farm) countObjects(t testing.TB, prefix string) int {
+	t.Helper()
+	n := 0
+	for o := range f.s3c.ListObjects(context.Background(), f.s3.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		n++
+	}
+	return n
+}
+
 // countKeys counts the etcd keys under prefix.
 func (f *farm) countKeys(t testing.TB, prefix string) int64 {
 	t.Helper()

@@ -141,6 +141,7 @@ func newRootCmd() *cobra.Command {
 		{"jobs", newJobsCmd()},
 		{"jobs", newJobCmd()},
 		{"jobs", newCancelCmd()},
+		{"jobs", newDeleteCmd()},
 		{"jobs", newGetCmd()},
 		{"jobs", newNodesCmd()},
 		{"local", newRenderCmd()},

@@ -22,6 +22,7 @@ type submitFlags struct {
 	prompts                                              []string
 	seedStart                                            int64
 	count, framesPerTask, retries                        int
+	allowPendingModel                                    bool
 }
 
 func (sf *submitFlags) register(fs *pflag.FlagSet) {
@@ -46,6 +47,7 @@ func (sf *submitFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&sf.priority, "priority", "", "high, normal (default) or low")
 	fs.IntVar(&sf.framesPerTask, "frames-per-task", 0, "frames per task (default 4)")
 	fs.IntVar(&sf.retries, "max-retries", 0, "times a failed task runs again (default 3)")
+	fs.BoolVar(&sf.allowPendingModel, "allow-pending-model", false, "accept a model that no registered node and not the model store has yet: the job waits for a node that brings it")
 }
 
 // apply copies every flag that was set onto spec.
@@ -130,6 +132,8 @@ func (sf *submitFlags) apply(fs *pflag.FlagSet, spec *wire.JobSpec) error {
 		case "max-retries":
 			r := sf.retries
 			spec.MaxRetries = &r
+		case "allow-pending-model":
+			spec.AllowPendingModel = sf.allowPendingModel
 		case "init-image":
 			spec.InitImage = sf.initImage
 		case "mask":

@@ -59,7 +59,7 @@ const (
 var OutputTypes = map[string]string{AnimationGIF: "image/gif", AnimationMP4: "video/mp4"}
 
 // OutputKey is the S3 key of an output file of job (AnimationGIF, ...).
-func OutputKey(job, name string) string { return "jobs/" + job + "/" + name }
+func OutputKey(job, name string) string { return JobObjectsPrefix(job) + name }
 
 // CapabilityFFmpeg is advertised by nodes that can encode MP4.
 const CapabilityFFmpeg = "ffmpeg"

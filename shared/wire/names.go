@@ -127,10 +127,14 @@ func FrameKey(job string, index int) string {
 }
 
 // FramesPrefix is the S3 prefix of every frame of job.
-func FramesPrefix(job string) string { return "jobs/" + job + "/frames/" }
+func FramesPrefix(job string) string { return JobObjectsPrefix(job) + "frames/" }
 
 // ManifestKey is the S3 key of job's manifest.
-func ManifestKey(job string) string { return "jobs/" + job + "/manifest.json" }
+func ManifestKey(job string) string { return JobObjectsPrefix(job) + "manifest.json" }
+
+// JobObjectsPrefix holds every S3 object of a job: frames, outputs and the
+// manifest (its inputs are content-addressed and shared between jobs).
+func JobObjectsPrefix(job string) string { return "jobs/" + job + "/" }
 
 // ModelKey is the S3 key of file (a slash-separated path inside the model)
 // of model name in the model store: models/<name>/files/<file>.

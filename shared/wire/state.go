@@ -57,6 +57,9 @@ type JobRecord struct {
 	// ended: a task rendered a second time, or a result the coordinator saw
 	// again after a crash. Exactly-once delivery keeps it 0.
 	LateResults int `json:"late_results,omitempty"`
+	// Swept is set once a cancelled job's frames that its manifest does not
+	// list (tasks that were rendering at the cancel) are deleted.
+	Swept bool `json:"swept,omitempty"`
 }
 
 // Cost sums prices of device time. Nodes of one farm should share a
@@ -180,6 +183,13 @@ const (
 // SubmitResponse is the body of a successful POST /v1/jobs.
 type SubmitResponse struct {
 	Job JobStatus `json:"job"`
+}
+
+// DeleteResponse is the body of DELETE /v1/jobs/{id}: the job deleted and
+// how many of its objects were removed from S3.
+type DeleteResponse struct {
+	Job     string `json:"job"`
+	Objects int    `json:"objects"`
 }
 
 // JobList is the body of GET /v1/jobs.
