@@ -82,12 +82,14 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 			continue
 		}
 		j, ok := c.jobs[r.JobID]
-		if ok && j.tasks == nil && r.OK() && j.rec.State != wire.JobCancelled {
-			// The job ended: this task was rendered again, or its result
-			// is seen again after a crash. Counted, never applied.
+		if ok && j.tasks == nil && r.OK() && j.rec.State != wire.JobCancelled &&
+			j.rec.FinishedAt != nil && r.FinishedAt.After(*j.rec.FinishedAt) {
+			// A run that finished after the job ended: the task was
+			// rendered again. Counted, never applied. (A result seen again
+			// after a coordinator crash finished before the end.)
 			j.rec.LateResults++
 			j.recDirty = true
-			c.log.Warn("result after the job ended", "job_id", r.JobID, "task_id", r.TaskID, "node_id", r.NodeID, "delivery", r.Delivery)
+			c.log.Warn("task rendered again after the job ended", "job_id", r.JobID, "task_id", r.TaskID, "node_id", r.NodeID, "delivery", r.Delivery)
 			continue
 		}
 		if !ok || j.tasks == nil || wire.JobFinished(j.rec.State) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/coordinator"
 	"github.com/latentfarm/latentfarm/embedded"
 	"github.com/latentfarm/latentfarm/node"
 	"github.com/latentfarm/latentfarm/shared/connect"
@@ -18,14 +19,21 @@ import (
 )
 
 // envChildNode makes the test binary run one node agent, configured by the
-// JSON childSpec in this variable, as a process a test can signal.
-const envChildNode = "LATENTFARM_E2E_NODE_CHILD"
+// JSON childSpec in this variable, as a process a test can signal;
+// envChildCoordinator likewise runs a coordinator (childCoordinator).
+const (
+	envChildNode        = "LATENTFARM_E2E_NODE_CHILD"
+	envChildCoordinator = "LATENTFARM_E2E_COORDINATOR_CHILD"
+)
 
 func TestMain(m *testing.M) {
 	embedded.RunChildIfRequested()
 	farmtest.RunClusterMemberIfRequested()
 	if spec := os.Getenv(envChildNode); spec != "" {
 		os.Exit(runChildNode(spec))
+	}
+	if spec := os.Getenv(envChildCoordinator); spec != "" {
+		os.Exit(runChildCoordinator(spec))
 	}
 	os.Exit(m.Run())
 }
@@ -67,6 +75,40 @@ func runChildNode(spec string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := n.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e child:", err)
+		return 1
+	}
+	return 0
+}
+
+// childCoordinator is what a child coordinator needs.
+type childCoordinator struct {
+	NATS     connect.NATSConfig
+	Etcd     connect.EtcdConfig
+	S3       connect.S3Config
+	Token    string
+	Listen   string
+	StateDir string
+}
+
+// runChildCoordinator runs a coordinator until it is killed or signalled.
+func runChildCoordinator(spec string) int {
+	var c childCoordinator
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e child:", err)
+		return 2
+	}
+	co, err := coordinator.New(coordinator.Options{NATS: c.NATS, Etcd: c.Etcd, S3: c.S3,
+		Streams: connect.StreamOptions{AckWait: ackWait}, Listen: c.Listen, Token: c.Token, StateDir: c.StateDir,
+		RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, ElectionTTL: 10 * time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "child-coordinator", Level: hclog.Warn, Output: os.Stderr})})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e child:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := co.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e child:", err)
 		return 1
 	}

@@ -82,9 +82,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		}
 	}
 	rc := jetstream.ConsumerConfig{
-		Durable:       wire.ResultsConsumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		Durable:   wire.ResultsConsumer,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		// Results a coordinator held when it died come back to the next
+		// leader after the same wait as a dead node's tasks.
+		AckWait:       o.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 100000,
 		Description:   "the leading coordinator",

@@ -53,9 +53,9 @@ type JobRecord struct {
 	GPUSeconds   float64 `json:"gpu_seconds"`
 	// Cost is the GPU-seconds priced by the nodes that declared a price.
 	Cost Cost `json:"cost,omitzero"`
-	// LateResults counts successful results that arrived after the job had
-	// ended: a task rendered a second time, or a result the coordinator saw
-	// again after a crash. Exactly-once delivery keeps it 0.
+	// LateResults counts runs that reported a task rendered after the job
+	// had ended: the task was rendered a second time. Exactly-once delivery
+	// keeps it 0.
 	LateResults int `json:"late_results,omitempty"`
 	// Swept is set once a cancelled job's frames that its manifest does not
 	// list (tasks that were rendering at the cancel) are deleted.
