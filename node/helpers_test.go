@@ -43,6 +43,9 @@ type childSpec struct {
 	Etcd  connect.EtcdConfig
 	S3    connect.S3Config
 	Delay time.Duration
+	// CacheDir and LeaseTTL (default 2s) are the node's.
+	CacheDir string
+	LeaseTTL time.Duration
 }
 
 func runChildNode(spec string) int {
@@ -51,8 +54,11 @@ func runChildNode(spec string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	n, err := New(Options{ID: c.ID, NATS: c.NATS, Etcd: c.Etcd, S3: c.S3, RendererName: RendererLoadTest,
-		LoadTestDelay: c.Delay, VRAMBytes: 8 << 30, LeaseTTL: 2 * time.Second, PollInterval: 200 * time.Millisecond})
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 2 * time.Second
+	}
+	n, err := New(Options{ID: c.ID, NATS: c.NATS, Etcd: c.Etcd, S3: c.S3, RendererName: RendererLoadTest, CacheDir: c.CacheDir,
+		LoadTestDelay: c.Delay, VRAMBytes: 8 << 30, LeaseTTL: c.LeaseTTL, PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -69,8 +75,17 @@ func runChildNode(spec string) int {
 // startChild runs a node in a child process; it is killed at cleanup.
 func (f *testFarm) startChild(t testing.TB, id string, delay time.Duration) *exec.Cmd {
 	t.Helper()
-	o := f.options(id, 8)
-	spec, err := json.Marshal(childSpec{ID: id, NATS: o.NATS, Etcd: o.Etcd, S3: o.S3, Delay: delay})
+	return f.startChildSpec(t, childSpec{ID: id, Delay: delay})
+}
+
+// startChildSpec runs the node of c (connections filled in) in a child
+// process; it is killed at cleanup.
+func (f *testFarm) startChildSpec(t testing.TB, c childSpec) *exec.Cmd {
+	t.Helper()
+	o := f.options(c.ID, 8)
+	id := c.ID
+	c.NATS, c.Etcd, c.S3 = o.NATS, o.Etcd, o.S3
+	spec, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}

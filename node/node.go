@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,8 @@ type Options struct {
 	// that show the farm's exactly-once checks catch double renders.
 	NoInProgressAcks bool
 	// ModelsDir and CacheDir feed the engine's model lookup (see Models).
+	// CacheDir also keeps the node's etcd lease, so that a node restarted
+	// after a crash replaces its old entry at once.
 	ModelsDir string
 	CacheDir  string
 	// MaxLoadedModels is how many models the engine keeps in memory.
@@ -474,6 +477,9 @@ func (n *Node) start(ctx, regCtx context.Context) error {
 		info.Capabilities = append(info.Capabilities, wire.CapabilityFFmpeg)
 	}
 	reg := newRegistry(n.etc, info, n.opts.LeaseTTL, n.opts.RefreshInterval, n.log)
+	if n.opts.CacheDir != "" {
+		reg.leaseFile = filepath.Join(n.opts.CacheDir, "node-"+n.opts.ID+".lease")
+	}
 	reg.onRefresh = n.refreshInfo
 	n.refreshInfo(&reg.info)
 	n.mu.Lock()

@@ -318,6 +318,28 @@ func TestNew_RefusesBadOptions(t *testing.T) {
 	}
 }
 
+func TestNode_RestartAfterSIGKILLReplacesItsEntryAtOnce(t *testing.T) {
+	f := newTestFarm(t)
+	cache := t.TempDir()
+	child := f.startChildSpec(t, childSpec{ID: "phoenix", CacheDir: cache, LeaseTTL: 30 * time.Second})
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	// Its entry lives on under a 30 s lease; the same node, restarted with
+	// its cache folder, revokes that lease and registers at once.
+	if f.entry(t, "phoenix") == nil {
+		t.Fatal("the killed node's entry is already gone: the test needs it alive")
+	}
+	o := f.options("phoenix", 8)
+	o.CacheDir, o.LeaseTTL = cache, 30*time.Second
+	start := time.Now()
+	f.start(t, o)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the restarted node registered after %s, want well under its old entry's 30 s lease", took)
+	}
+}
+
 func TestNode_SIGKILLMidTaskLosesNothing(t *testing.T) {
 	f := newTestFarm(t)
 	child := f.startChild(t, "doomed", time.Minute)

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +33,9 @@ type registry struct {
 	log      hclog.Logger
 	// onRefresh runs before each periodic write (free memory, loaded models).
 	onRefresh func(*wire.NodeInfo)
+	// leaseFile, when set, records the session's lease, so that after a
+	// crash this node revokes its old entry instead of waiting it out.
+	leaseFile string
 
 	mu      sync.Mutex
 	info    wire.NodeInfo
@@ -66,12 +72,14 @@ func (r *registry) update(fn func(*wire.NodeInfo)) {
 // register opens a session and writes the entry, waiting up to wait for an
 // entry of the same id left by a dead process to expire.
 func (r *registry) register(ctx context.Context, wait time.Duration) error {
+	r.revokeLast(ctx)
 	s, err := concurrency.NewSession(r.cli, concurrency.WithTTL(r.ttl))
 	if err != nil {
 		return fmt.Errorf("node: etcd session: %w", err)
 	}
+	r.recordLease(s.Lease())
 	deadline := time.Now().Add(wait)
-	for {
+	for waited := false; ; waited = true {
 		data, err := r.encode()
 		if err != nil {
 			s.Close()
@@ -95,13 +103,48 @@ func (r *registry) register(ctx context.Context, wait time.Duration) error {
 			s.Close()
 			return fmt.Errorf("%w: %s (choose another --id, or wait %ds for a dead node's entry to expire)", ErrIDTaken, r.key, r.ttl)
 		}
-		r.log.Info("node id in use, waiting for the entry to expire", "key", r.key)
+		if !waited {
+			r.log.Info("node id in use, waiting for the entry to expire", "key", r.key, "up_to", wait)
+		}
 		select {
 		case <-ctx.Done():
 			s.Close()
 			return fmt.Errorf("node: register: %w", ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// revokeLast revokes the lease this node's previous process recorded: its
+// entry goes at once. A lease that expired already is no error.
+func (r *registry) revokeLast(ctx context.Context) {
+	if r.leaseFile == "" {
+		return
+	}
+	b, err := os.ReadFile(r.leaseFile)
+	if err != nil {
+		return
+	}
+	id, err := strconv.ParseInt(strings.TrimSpace(string(b)), 16, 64)
+	if err != nil {
+		return
+	}
+	if _, err := r.cli.Revoke(ctx, clientv3.LeaseID(id)); err == nil {
+		r.log.Info("revoked the entry of this node's last run", "lease", fmt.Sprintf("%x", id))
+	}
+}
+
+// recordLease writes the session's lease to leaseFile.
+func (r *registry) recordLease(id clientv3.LeaseID) {
+	if r.leaseFile == "" {
+		return
+	}
+	err := os.MkdirAll(filepath.Dir(r.leaseFile), 0o700)
+	if err == nil {
+		err = os.WriteFile(r.leaseFile, []byte(fmt.Sprintf("%x\n", int64(id))), 0o600)
+	}
+	if err != nil {
+		r.log.Warn("recording the entry's lease failed; a restart waits for the old entry to expire", "error", err)
 	}
 }
 
