@@ -33,14 +33,22 @@ func (c *Coordinator) handleInput(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error(), nil)
 		return
 	}
-	key := wire.InputKey(sum, in.Format)
-	ctype := "image/" + in.Format
-	if _, err := c.s3.PutObject(r.Context(), c.opts.S3.Bucket, key, bytes.NewReader(body), int64(len(body)),
-		minio.PutObjectOptions{ContentType: ctype}); err != nil {
-		c.writeErr(w, fmt.Errorf("coordinator: store input: %w", err))
+	ref, err := c.putInput(r.Context(), body, in)
+	if err != nil {
+		c.writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.InputRef{Key: key, Width: in.Width, Height: in.Height})
+	writeJSON(w, http.StatusOK, ref)
+}
+
+// putInput stores the bytes of the decoded image in under their content address.
+func (c *Coordinator) putInput(ctx context.Context, body []byte, in *media.Input) (wire.InputRef, error) {
+	key := wire.InputKey(media.SHA256Hex(body), in.Format)
+	if _, err := c.s3.PutObject(ctx, c.opts.S3.Bucket, key, bytes.NewReader(body), int64(len(body)),
+		minio.PutObjectOptions{ContentType: "image/" + in.Format}); err != nil {
+		return wire.InputRef{}, fmt.Errorf("coordinator: store input: %w", err)
+	}
+	return wire.InputRef{Key: key, Width: in.Width, Height: in.Height}, nil
 }
 
 // checkInputs checks a spec's image inputs against the stored files: they
