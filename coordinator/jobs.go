@@ -123,7 +123,7 @@ func (c *Coordinator) toPublish(j *job, now time.Time, mp4 bool) []int {
 		return nil
 	}
 	var idx []int
-	for i := j.rec.Published; i < len(j.tasks); i++ {
+	for i := j.rec.Published; i < len(j.tasks) && len(idx) < maxPublishBatch; i++ {
 		if a := j.tasks[i].Assemble; a != nil {
 			if !j.framesDone() {
 				break
@@ -145,8 +145,14 @@ func (c *Coordinator) toPublish(j *job, now time.Time, mp4 bool) []int {
 	return idx
 }
 
-// publishJob publishes every due task of j and records what JetStream
-// acknowledged.
+// maxPublishBatch bounds the new tasks one publishJob sends: the messages
+// and their acks in flight stay small whatever the job's size, and a big
+// job's submit answers after its first batch.
+const maxPublishBatch = 1024
+
+// publishJob publishes a batch of j's due tasks (at most maxPublishBatch
+// new ones, plus due retries) and records what JetStream acknowledged; the
+// publisher loop sends the rest.
 func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 	c.mu.Lock()
 	if j.publishing {
@@ -210,6 +216,7 @@ func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 		j.rec.Published = published
 		j.recDirty = true
 	}
+	more := published < len(j.tasks) && j.tasks[published].Assemble == nil
 	cancelled := j.rec.State == wire.JobCancelled
 	c.mu.Unlock()
 	if cancelled {
@@ -221,6 +228,9 @@ func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 	}
 	if firstErr != nil {
 		return fmt.Errorf("coordinator: publish tasks of %s: %w", j.rec.ID, firstErr)
+	}
+	if more && !cancelled {
+		c.nudge() // the next batch
 	}
 	return nil
 }
