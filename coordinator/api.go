@@ -303,6 +303,17 @@ func (c *Coordinator) handleManifest(w http.ResponseWriter, r *http.Request) {
 	c.proxy(w, r, wire.ManifestKey(id), "application/json")
 }
 
+// frameCount is the number of frames of job id, and whether it exists.
+func (c *Coordinator) frameCount(id string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, ok := c.jobs[id]
+	if !ok {
+		return 0, false
+	}
+	return j.rec.Spec.TotalFrames(), true
+}
+
 func (c *Coordinator) handleFrame(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	idx, err := strconv.Atoi(r.PathValue("index"))
@@ -310,13 +321,7 @@ func (c *Coordinator) handleFrame(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "frame index must be a non-negative integer", nil)
 		return
 	}
-	c.mu.Lock()
-	j, ok := c.jobs[id]
-	total := 0
-	if ok {
-		total = j.rec.Spec.TotalFrames()
-	}
-	c.mu.Unlock()
+	total, ok := c.frameCount(id)
 	if !ok || idx >= total {
 		writeError(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no frame %d of job %s", idx, id), nil)
 		return

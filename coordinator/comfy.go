@@ -125,13 +125,7 @@ func (f comfyFarm) Manifest(ctx context.Context, id string) (wire.Manifest, erro
 
 func (f comfyFarm) OpenFrame(ctx context.Context, id string, index int) (io.ReadCloser, int64, error) {
 	c := f.c
-	c.mu.Lock()
-	j, ok := c.jobs[id]
-	total := 0
-	if ok {
-		total = j.rec.Spec.TotalFrames()
-	}
-	c.mu.Unlock()
+	total, _ := c.frameCount(id)
 	if index < 0 || index >= total {
 		return nil, 0, fmt.Errorf("%w: no frame %d of job %s", comfy.ErrNotFound, index, id)
 	}

@@ -2,14 +2,10 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"github.com/latentfarm/latentfarm/shared/connect"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -19,46 +15,36 @@ import (
 // revokes that lease first and so leads again at once.
 const leaseFile = "election.lease"
 
-// revokeLastTerm revokes the election lease recorded by this coordinator's
-// previous run, if any. A lease that no longer exists is no error.
-func (c *Coordinator) revokeLastTerm(ctx context.Context) error {
+func (c *Coordinator) leaseFile() connect.LeaseFile {
 	if c.opts.StateDir == "" {
+		return ""
+	}
+	return connect.LeaseFile(filepath.Join(c.opts.StateDir, leaseFile))
+}
+
+// revokeLastTerm revokes the election lease of this coordinator's
+// previous run, if it recorded one.
+func (c *Coordinator) revokeLastTerm(ctx context.Context) error {
+	f := c.leaseFile()
+	if f == "" {
 		return nil
 	}
-	b, err := os.ReadFile(filepath.Join(c.opts.StateDir, leaseFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	revoked, err := f.RevokeLast(ctx, c.etcd)
 	if err != nil {
-		return fmt.Errorf("coordinator: read last election lease: %w", err)
+		return fmt.Errorf("coordinator: %w", err)
 	}
-	id, err := strconv.ParseInt(strings.TrimSpace(string(b)), 16, 64)
-	if err != nil {
-		c.log.Warn("ignoring unreadable election lease file", "error", err)
-		return nil
-	}
-	_, err = c.etcd.Revoke(ctx, clientv3.LeaseID(id))
-	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return fmt.Errorf("coordinator: revoke last election lease %x: %w", id, err)
-	}
-	if err == nil {
-		c.log.Info("revoked the election lease of this coordinator's last run", "lease", fmt.Sprintf("%x", id))
+	if revoked {
+		c.log.Info("revoked the election lease of this coordinator's last run")
 	}
 	return nil
 }
 
-// recordTerm writes the election session's lease to the state folder.
+// recordTerm records the election session's lease in the state folder.
 func (c *Coordinator) recordTerm(lease clientv3.LeaseID) error {
-	if c.opts.StateDir == "" {
-		return nil
-	}
-	p := filepath.Join(c.opts.StateDir, leaseFile)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%x\n", int64(lease))), 0o600); err != nil {
-		return fmt.Errorf("coordinator: record election lease: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("coordinator: record election lease: %w", err)
+	if f := c.leaseFile(); f != "" {
+		if err := f.Record(lease); err != nil {
+			return fmt.Errorf("coordinator: %w", err)
+		}
 	}
 	return nil
 }

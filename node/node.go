@@ -478,7 +478,7 @@ func (n *Node) start(ctx, regCtx context.Context) error {
 	}
 	reg := newRegistry(n.etc, info, n.opts.LeaseTTL, n.opts.RefreshInterval, n.log)
 	if n.opts.CacheDir != "" {
-		reg.leaseFile = filepath.Join(n.opts.CacheDir, "node-"+n.opts.ID+".lease")
+		reg.leaseFile = connect.LeaseFile(filepath.Join(n.opts.CacheDir, "node-"+n.opts.ID+".lease"))
 	}
 	reg.onRefresh = n.refreshInfo
 	n.refreshInfo(&reg.info)

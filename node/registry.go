@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -35,7 +33,7 @@ type registry struct {
 	onRefresh func(*wire.NodeInfo)
 	// leaseFile, when set, records the session's lease, so that after a
 	// crash this node revokes its old entry instead of waiting it out.
-	leaseFile string
+	leaseFile connect.LeaseFile
 
 	mu      sync.Mutex
 	info    wire.NodeInfo
@@ -116,34 +114,26 @@ func (r *registry) register(ctx context.Context, wait time.Duration) error {
 }
 
 // revokeLast revokes the lease this node's previous process recorded: its
-// entry goes at once. A lease that expired already is no error.
+// entry goes at once.
 func (r *registry) revokeLast(ctx context.Context) {
 	if r.leaseFile == "" {
 		return
 	}
-	b, err := os.ReadFile(r.leaseFile)
+	revoked, err := r.leaseFile.RevokeLast(ctx, r.cli)
 	if err != nil {
-		return
+		r.log.Warn("revoking the entry of this node's last run failed", "error", err)
 	}
-	id, err := strconv.ParseInt(strings.TrimSpace(string(b)), 16, 64)
-	if err != nil {
-		return
-	}
-	if _, err := r.cli.Revoke(ctx, clientv3.LeaseID(id)); err == nil {
-		r.log.Info("revoked the entry of this node's last run", "lease", fmt.Sprintf("%x", id))
+	if revoked {
+		r.log.Info("revoked the entry of this node's last run")
 	}
 }
 
-// recordLease writes the session's lease to leaseFile.
+// recordLease records the session's lease in leaseFile.
 func (r *registry) recordLease(id clientv3.LeaseID) {
 	if r.leaseFile == "" {
 		return
 	}
-	err := os.MkdirAll(filepath.Dir(r.leaseFile), 0o700)
-	if err == nil {
-		err = os.WriteFile(r.leaseFile, []byte(fmt.Sprintf("%x\n", int64(id))), 0o600)
-	}
-	if err != nil {
+	if err := r.leaseFile.Record(id); err != nil {
 		r.log.Warn("recording the entry's lease failed; a restart waits for the old entry to expire", "error", err)
 	}
 }
