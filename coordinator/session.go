@@ -31,7 +31,7 @@ func sessionValue(token string) string {
 
 // queryTokenPaths are the only paths that accept the token as the "token"
 // query parameter: a websocket client cannot set headers.
-var queryTokenPaths = map[string]bool{"/ws": true}
+var queryTokenPaths = map[string]bool{"/ws": true, "/api/ws": true}
 
 // auth refuses every request that does not carry the bearer token, the
 // dashboard's session cookie, or (on queryTokenPaths) the token as a query
