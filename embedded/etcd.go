@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -31,6 +33,9 @@ type EtcdOptions struct {
 	// RootPassword, when set, turns on etcd auth with user "root": every
 	// client must log in. It must stay the same across restarts of one Dir.
 	RootPassword string
+	// TLS, when set, serves the client and the peer URLs over TLS only;
+	// peers must present a certificate signed by TLS.CAFile.
+	TLS *ServerTLS
 	// LogFile receives etcd's log at level warn; empty means silent.
 	LogFile string
 	// ReadyTimeout bounds the wait for the member to serve (default 30s).
@@ -43,6 +48,7 @@ type Etcd struct {
 	endpoints []string
 	user      string
 	password  string
+	tls       *tls.Config
 	once      sync.Once
 }
 
@@ -69,6 +75,9 @@ func StartEtcd(opts EtcdOptions) (*Etcd, error) {
 	}
 	if opts.RootPassword == "" && !isLoopback(opts.Host) {
 		return nil, fmt.Errorf("%w: host %q is not loopback: set RootPassword so etcd does not listen unauthenticated", ErrEtcd, opts.Host)
+	}
+	if err := opts.TLS.validate(ErrEtcd); err != nil {
+		return nil, err
 	}
 	var lastErr error
 	// Free ports picked by us can be taken before etcd binds them: retry a few times.
@@ -101,9 +110,20 @@ func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = opts.Name
 	cfg.Dir = opts.Dir
-	listenClient := url.URL{Scheme: "http", Host: net.JoinHostPort(opts.Host, strconv.Itoa(clientPort))}
-	advertiseClient := url.URL{Scheme: "http", Host: net.JoinHostPort(dialHost(opts.Host), strconv.Itoa(clientPort))}
-	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	scheme := opts.TLS.scheme()
+	listenClient := url.URL{Scheme: scheme, Host: net.JoinHostPort(opts.Host, strconv.Itoa(clientPort))}
+	advertiseClient := url.URL{Scheme: scheme, Host: net.JoinHostPort(dialHost(opts.Host), strconv.Itoa(clientPort))}
+	peer := url.URL{Scheme: scheme, Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	if opts.TLS.on() {
+		t := opts.TLS
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile}
+		cfg.PeerTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile,
+			TrustedCAFile: t.CAFile, ClientCertAuth: true}
+	}
+	clientTLS, err := opts.TLS.clientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: tls: %w", ErrEtcd, err)
+	}
 	cfg.ListenClientUrls = []url.URL{listenClient}
 	cfg.AdvertiseClientUrls = []url.URL{advertiseClient}
 	cfg.ListenPeerUrls = []url.URL{peer}
@@ -135,9 +155,9 @@ func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("%w: not ready after %s (data dir %s)", ErrEtcd, opts.ReadyTimeout, opts.Dir)
 	}
-	out := &Etcd{e: e, endpoints: []string{advertiseClient.String()}}
+	out := &Etcd{e: e, endpoints: []string{advertiseClient.String()}, tls: clientTLS}
 	if opts.RootPassword != "" {
-		if err := ensureAuth(out.endpoints, opts.RootPassword); err != nil {
+		if err := ensureAuth(out.endpoints, opts.RootPassword, clientTLS); err != nil {
 			out.Close()
 			return nil, err
 		}
@@ -148,12 +168,12 @@ func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
 
 // ensureAuth turns etcd auth on with the given root password, or checks
 // that it already is.
-func ensureAuth(endpoints []string, password string) error {
+func ensureAuth(endpoints []string, password string, tc *tls.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Logging in works whether auth is on (checks the password) or off.
 	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: RootUser, Password: password,
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		TLS: tc, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return fmt.Errorf("%w: log in as root (is RootPassword the one this data dir was created with?): %w", ErrEtcd, err)
 	}
@@ -202,7 +222,7 @@ func (e *Etcd) Password() string { return e.password }
 // ClientConfig is a clientv3 configuration for this member, with credentials.
 func (e *Etcd) ClientConfig() clientv3.Config {
 	return clientv3.Config{Endpoints: e.Endpoints(), Username: e.user, Password: e.password,
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+		TLS: e.tls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 }
 
 // Close stops the member and waits for it; safe to call twice.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,9 +28,16 @@ type NATSOptions struct {
 	Port int
 	// StoreDir holds JetStream's files. Required: JetStream is always on.
 	StoreDir string
-	// User and Password are required from every client.
+	// User and Password are the admin's login, allowed everything.
+	// Required: nothing listens unauthenticated.
 	User     string
 	Password string
+	// Users are further logins, each held to its own subjects; SetUsers
+	// replaces them while the server runs.
+	Users []NATSUser
+	// TLS, when set, makes the client port TLS only: a plain-text client is
+	// refused before it can log in.
+	TLS *ServerTLS
 	// ServerName names the server; keep it stable across restarts.
 	ServerName string
 	// Monitor, when set, is the host:port of NATS's HTTP monitoring
@@ -44,13 +52,28 @@ type NATSOptions struct {
 	ReadyTimeout time.Duration
 }
 
+// NATSUser is a login held to the subjects it may publish and subscribe to
+// (NATS wildcards allowed). An empty list allows nothing.
+type NATSUser struct {
+	Name string
+	// Password, or its bcrypt hash ($2a$...): the server keeps only hashes.
+	Password  string
+	Publish   []string
+	Subscribe []string
+}
+
 // NATS is a running embedded NATS server with JetStream.
 type NATS struct {
 	srv      *natsserver.Server
 	url      string
 	user     string
 	password string
-	once     sync.Once
+	// base are the options the server started with; SetUsers reloads a
+	// copy with other users.
+	base  *natsserver.Options
+	admin *natsserver.User
+	mu    sync.Mutex
+	once  sync.Once
 }
 
 // ErrNATS marks errors from the embedded NATS server.
@@ -73,6 +96,9 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 10 * time.Second
 	}
+	if err := opts.TLS.validate(ErrNATS); err != nil {
+		return nil, err
+	}
 	port := opts.Port
 	if port == 0 {
 		port = natsserver.RANDOM_PORT
@@ -83,21 +109,26 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   opts.StoreDir,
-		Username:   opts.User,
-		Password:   opts.Password,
 		NoSigs:     true,
 		NoLog:      opts.Logger == nil,
 		MaxPayload: opts.MaxPayload,
 	}
-	// The server keeps only a bcrypt hash of the password (and does not warn
-	// about a plaintext one). Minimum cost: the hash never leaves this
-	// process, and every connect pays for it (DefaultCost made connects time
-	// out under the race detector).
-	hash, err := bcrypt.GenerateFromPassword([]byte(opts.Password), bcrypt.MinCost)
+	admin, err := natsUser(NATSUser{Name: opts.User, Password: opts.Password})
 	if err != nil {
-		return nil, fmt.Errorf("%w: hash password: %w", ErrNATS, err)
+		return nil, err
 	}
-	so.Password = string(hash)
+	admin.Permissions = nil
+	if so.Users, err = natsUsers(admin, opts.Users); err != nil {
+		return nil, err
+	}
+	scheme := "nats"
+	if opts.TLS.on() {
+		if so.TLSConfig, err = natsserver.GenTLSConfig(&natsserver.TLSConfigOpts{
+			CertFile: opts.TLS.CertFile, KeyFile: opts.TLS.KeyFile}); err != nil {
+			return nil, fmt.Errorf("%w: tls: %w", ErrNATS, err)
+		}
+		so.TLS, so.TLSTimeout, scheme = true, 5, "tls"
+	}
 	if opts.Monitor != "" {
 		host, portStr, err := net.SplitHostPort(opts.Monitor)
 		mport, perr := strconv.Atoi(portStr)
@@ -136,13 +167,82 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 	}
 	return &NATS{
 		srv:      srv,
-		url:      "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port)),
+		url:      scheme + "://" + net.JoinHostPort(host, strconv.Itoa(addr.Port)),
 		user:     opts.User,
 		password: opts.Password,
+		base:     so.Clone(),
+		admin:    admin,
 	}, nil
 }
 
-// URL is the nats:// address clients on this machine use (no credentials in it).
+// SetUsers replaces the logins besides the admin's, while the server runs:
+// a client whose login is gone is disconnected, one whose subjects changed
+// is held to the new ones.
+func (n *NATS) SetUsers(users []NATSUser) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	o := n.base.Clone()
+	var err error
+	if o.Users, err = natsUsers(n.admin, users); err != nil {
+		return err
+	}
+	if err := n.srv.ReloadOptions(o); err != nil {
+		return fmt.Errorf("%w: reload users: %w", ErrNATS, err)
+	}
+	return nil
+}
+
+// natsUsers is the server's user list: admin first, then users.
+func natsUsers(admin *natsserver.User, users []NATSUser) ([]*natsserver.User, error) {
+	out := []*natsserver.User{admin}
+	seen := map[string]bool{admin.Username: true}
+	for _, u := range users {
+		if seen[u.Name] {
+			return nil, fmt.Errorf("%w: user %q given twice", ErrNATS, u.Name)
+		}
+		seen[u.Name] = true
+		su, err := natsUser(u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, su)
+	}
+	return out, nil
+}
+
+// natsUser hashes u's password unless it is a hash already. Minimum cost:
+// the hash never leaves this process, and every connect pays for it
+// (DefaultCost made connects time out under the race detector).
+func natsUser(u NATSUser) (*natsserver.User, error) {
+	if u.Name == "" || u.Password == "" {
+		return nil, fmt.Errorf("%w: user %q: name and password are required", ErrNATS, u.Name)
+	}
+	hash := u.Password
+	if !isBcrypt(hash) {
+		h, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("%w: hash password: %w", ErrNATS, err)
+		}
+		hash = string(h)
+	}
+	return &natsserver.User{Username: u.Name, Password: hash, Permissions: &natsserver.Permissions{
+		Publish: subjects(u.Publish), Subscribe: subjects(u.Subscribe)}}, nil
+}
+
+// subjects allows exactly allow: an empty list denies everything, where
+// NATS would read it as no restriction.
+func subjects(allow []string) *natsserver.SubjectPermission {
+	if len(allow) == 0 {
+		return &natsserver.SubjectPermission{Deny: []string{">"}}
+	}
+	return &natsserver.SubjectPermission{Allow: append([]string(nil), allow...)}
+}
+
+// isBcrypt reports whether s is a bcrypt hash, as the NATS server tells.
+func isBcrypt(s string) bool { return strings.HasPrefix(s, "$2") }
+
+// URL is the address clients on this machine use (no credentials in it):
+// tls:// with TLS, nats:// without.
 func (n *NATS) URL() string { return n.url }
 
 // Port is the client port the server listens on.

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,12 @@ const (
 	EnvS3Addr      = "LATENTFARM_S3_ADDR"
 	EnvS3AccessKey = "LATENTFARM_S3_ACCESS_KEY"
 	EnvS3SecretKey = "LATENTFARM_S3_SECRET_KEY"
+	// EnvS3Accounts names GatewayConfig.AccountsFile.
+	EnvS3Accounts = "LATENTFARM_S3_ACCOUNTS"
+	// EnvS3TLSCert, EnvS3TLSKey and EnvS3TLSCA name GatewayConfig.TLS's files.
+	EnvS3TLSCert = "LATENTFARM_S3_TLS_CERT"
+	EnvS3TLSKey  = "LATENTFARM_S3_TLS_KEY"
+	EnvS3TLSCA   = "LATENTFARM_S3_TLS_CA"
 	// EnvS3ReadyFD names the file descriptor on which the child writes one
 	// line once it serves.
 	EnvS3ReadyFD = "LATENTFARM_S3_READY_FD"
@@ -47,6 +54,10 @@ type S3Options struct {
 	// TestMain or main calls RunChildIfRequested first. `farm up` passes
 	// {os.Executable(), "s3-gateway"}.
 	Command []string
+	// TLS, when set, serves HTTPS only.
+	TLS *ServerTLS
+	// AccountsFile lists further access keys (see GatewayConfig).
+	AccountsFile string
 	// Output receives the child's stdout and stderr; nil discards them.
 	Output io.Writer
 	// ReadyTimeout bounds the wait for the child to serve (default 30s).
@@ -102,7 +113,11 @@ func StartS3(opts S3Options) (*S3, error) {
 }
 
 func startS3Once(opts S3Options) (*S3, error) {
-	cfg := GatewayConfig{Dir: opts.Dir, Addr: opts.Addr, AccessKey: opts.AccessKey, SecretKey: opts.SecretKey}
+	cfg := GatewayConfig{Dir: opts.Dir, Addr: opts.Addr, AccessKey: opts.AccessKey, SecretKey: opts.SecretKey,
+		AccountsFile: opts.AccountsFile}
+	if opts.TLS != nil {
+		cfg.TLS = *opts.TLS
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -119,6 +134,7 @@ func startS3Once(opts S3Options) (*S3, error) {
 	env = append(env,
 		EnvS3Dir+"="+cfg.Dir, EnvS3Addr+"="+cfg.Addr,
 		EnvS3AccessKey+"="+cfg.AccessKey, EnvS3SecretKey+"="+cfg.SecretKey,
+		EnvS3Accounts+"="+cfg.AccountsFile, EnvS3TLSCert+"="+cfg.TLS.CertFile, EnvS3TLSKey+"="+cfg.TLS.KeyFile, EnvS3TLSCA+"="+cfg.TLS.CAFile,
 		EnvS3ReadyFD+"=3")
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -134,7 +150,7 @@ func startS3Once(opts S3Options) (*S3, error) {
 		out = io.Discard
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	s := &S3{cmd: cmd, endpoint: "http://" + dialAddr(cfg.Addr), access: cfg.AccessKey,
+	s := &S3{cmd: cmd, endpoint: cfg.TLS.scheme() + "://" + dialAddr(cfg.Addr), access: cfg.AccessKey,
 		secret: cfg.SecretKey, done: make(chan struct{})}
 	startErr := make(chan error, 1)
 	go func() {
@@ -173,11 +189,12 @@ func startS3Once(opts S3Options) (*S3, error) {
 	}
 }
 
-// Endpoint is the http:// URL of the gateway for clients on this machine.
+// Endpoint is the URL of the gateway for clients on this machine: https://
+// with TLS, http:// without.
 func (s *S3) Endpoint() string { return s.endpoint }
 
 // Host is the endpoint's host:port, as minio.New wants it.
-func (s *S3) Host() string { return s.endpoint[len("http://"):] }
+func (s *S3) Host() string { return s.endpoint[strings.Index(s.endpoint, "://")+3:] }
 
 // AccessKey is the access key the gateway accepts.
 func (s *S3) AccessKey() string { return s.access }
@@ -210,10 +227,13 @@ func (s *S3) Close() {
 // GatewayConfigFromEnv reads the configuration StartS3 passes to its child.
 func GatewayConfigFromEnv() GatewayConfig {
 	return GatewayConfig{
-		Dir:       os.Getenv(EnvS3Dir),
-		Addr:      os.Getenv(EnvS3Addr),
-		AccessKey: os.Getenv(EnvS3AccessKey),
-		SecretKey: os.Getenv(EnvS3SecretKey),
+		Dir:          os.Getenv(EnvS3Dir),
+		Addr:         os.Getenv(EnvS3Addr),
+		AccessKey:    os.Getenv(EnvS3AccessKey),
+		SecretKey:    os.Getenv(EnvS3SecretKey),
+		AccountsFile: os.Getenv(EnvS3Accounts),
+		TLS: ServerTLS{CertFile: os.Getenv(EnvS3TLSCert), KeyFile: os.Getenv(EnvS3TLSKey),
+			CAFile: os.Getenv(EnvS3TLSCA)},
 	}
 }
 

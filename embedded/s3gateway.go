@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -24,11 +25,17 @@ type GatewayConfig struct {
 	Dir string
 	// Addr is host:port to listen on.
 	Addr string
-	// AccessKey and SecretKey are the only credentials the gateway accepts.
+	// AccessKey and SecretKey are the root's credentials.
 	AccessKey string
 	SecretKey string
+	// AccountsFile, when set, lists further access keys (WriteS3Accounts),
+	// read again whenever it is replaced. They are ordinary users: the
+	// bucket's policy says what each may do.
+	AccountsFile string
 	// Region reported to clients (default us-east-1).
 	Region string
+	// TLS, when set, serves HTTPS only.
+	TLS ServerTLS
 }
 
 // HealthPath answers 200 without credentials so a parent can see the gateway
@@ -52,7 +59,7 @@ func (c GatewayConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("%w: listen address %q: %w", ErrS3, c.Addr, err)
 	}
-	return nil
+	return c.TLS.validate(ErrS3)
 }
 
 // RunGateway serves S3 over cfg.Dir in this process until ctx is done, and
@@ -97,18 +104,25 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, ready func()) error {
 		MaxRequests:       2048,
 		MultipartMaxParts: 10000,
 		HealthPath:        HealthPath,
+		CertFile:          cfg.TLS.CertFile,
+		KeyFile:           cfg.TLS.KeyFile,
 		// Quiet alone still logs every request; with an IAMService set it does not.
 		Quiet: true,
 		// KeepAlive=true broke requests that followed zero-byte PUTs: keep the default.
 		KeepAlive: false,
 	}
-	gw.IAMService = rootOnlyIAM{root: auth.Account{Access: cfg.AccessKey, Secret: cfg.SecretKey, Role: auth.RoleAdmin}}
+	gw.IAMService = &fileIAM{root: auth.Account{Access: cfg.AccessKey, Secret: cfg.SecretKey, Role: auth.RoleAdmin},
+		path: cfg.AccountsFile}
 
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- embedgw.RunVersityGW(gctx, be, gw) }()
-	if err := waitHealthy(gctx, "http://"+dialAddr(cfg.Addr)+HealthPath, errc); err != nil {
+	tc, err := cfg.TLS.clientConfig()
+	if err != nil {
+		return fmt.Errorf("%w: tls: %w", ErrS3, err)
+	}
+	if err := waitHealthy(gctx, cfg.TLS.scheme()+"://"+dialAddr(cfg.Addr)+HealthPath, tc, errc); err != nil {
 		return err
 	}
 	if ready != nil {
@@ -121,8 +135,8 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, ready func()) error {
 }
 
 // waitHealthy polls url until it answers 200, the gateway fails, or ctx ends.
-func waitHealthy(ctx context.Context, url string, errc <-chan error) error {
-	client := &http.Client{Timeout: time.Second}
+func waitHealthy(ctx context.Context, url string, tc *tls.Config, errc <-chan error) error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -16,10 +16,15 @@ import (
 	"github.com/latentfarm/latentfarm/embedded"
 	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // s3Region is the region the gateway reports.
 const s3Region = "us-east-1"
+
+// s3AccountsFile, in the data dir, holds the join tokens' S3 keys for the
+// gateway (mode 0600).
+const s3AccountsFile = "s3-accounts.json"
 
 // Farm is one all-in-one farm. Build it with New and start it with Run.
 type Farm struct {
@@ -31,10 +36,19 @@ type Farm struct {
 	creds wire.Credentials
 
 	unlock func()
-	nats   *embedded.NATS
-	etcd   *embedded.Etcd
-	s3     *embedded.S3
-	s3Log  *os.File
+	// tls is nil when the farm serves plain text; caPEM is then empty.
+	tls   *embedded.ServerTLS
+	caPEM string
+	nats  *embedded.NATS
+	etcd  *embedded.Etcd
+	s3    *embedded.S3
+	s3Log *os.File
+	// admin is an etcd client logged in as root (startAccess).
+	admin *clientv3.Client
+	// coord is the coordinator's login, local the join token of the local
+	// nodes (startAccess).
+	coord login
+	local wire.JoinToken
 }
 
 // New fills defaults, checks opts and returns a Farm; it starts nothing.
@@ -64,20 +78,37 @@ func (f *Farm) Credentials() wire.Credentials {
 	return c
 }
 
-// NATSConfig reaches the embedded NATS from this machine; valid after Ready.
+// NATSConfig reaches the embedded NATS from this machine as the admin;
+// valid after Ready.
 func (f *Farm) NATSConfig() connect.NATSConfig {
-	return connect.NATSConfig{URL: f.nats.URL(), User: f.nats.User(), Password: f.nats.Password()}
+	return connect.NATSConfig{URL: f.nats.URL(), User: f.nats.User(), Password: f.nats.Password(), TLS: f.clientTLS()}
 }
 
-// EtcdConfig reaches the embedded etcd from this machine; valid after Ready.
+// EtcdConfig reaches the embedded etcd from this machine as root; valid
+// after Ready.
 func (f *Farm) EtcdConfig() connect.EtcdConfig {
-	return connect.EtcdConfig{Endpoints: f.etcd.Endpoints(), User: f.etcd.User(), Password: f.etcd.Password()}
+	return connect.EtcdConfig{Endpoints: f.etcd.Endpoints(), User: f.etcd.User(), Password: f.etcd.Password(), TLS: f.clientTLS()}
 }
 
-// S3Config reaches the gateway from this machine; valid after Ready.
+// S3Config reaches the gateway from this machine with the root keys; valid
+// after Ready.
 func (f *Farm) S3Config() connect.S3Config {
 	return connect.S3Config{Endpoint: f.s3.Endpoint(), AccessKey: f.s3.AccessKey(),
-		SecretKey: f.s3.SecretKey(), Bucket: f.opts.Bucket, Region: s3Region}
+		SecretKey: f.s3.SecretKey(), Bucket: f.opts.Bucket, Region: s3Region, TLS: f.clientTLS()}
+}
+
+// Certs are the farm's CA and server certificate files; zero when the
+// farm serves plain text. Valid after Ready.
+func (f *Farm) Certs() Certs {
+	if f.tls == nil {
+		return Certs{}
+	}
+	return Certs{CAFile: f.tls.CAFile, CAKeyFile: f.path("tls", "ca-key.pem"), CertFile: f.tls.CertFile, KeyFile: f.tls.KeyFile}
+}
+
+// clientTLS trusts the farm's CA; zero when the farm serves plain text.
+func (f *Farm) clientTLS() connect.TLSFiles {
+	return connect.TLSFiles{CA: f.caPEM}
 }
 
 // Run starts the servers, the coordinator and the nodes, serves until ctx
@@ -88,6 +119,11 @@ func (f *Farm) Run(ctx context.Context) error {
 	if err := f.startInfra(ctx); err != nil {
 		return err
 	}
+	stopAccess, err := f.startAccess(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopAccess()
 	return f.runServices(ctx)
 }
 
@@ -116,16 +152,19 @@ func (f *Farm) startInfra(ctx context.Context) error {
 		}
 		f.log.Info("generated credentials", "file", f.path(wire.CredentialsFile))
 	}
+	if err := f.setupTLS(); err != nil {
+		return err
+	}
 	if f.nats, err = embedded.StartNATS(embedded.NATSOptions{
 		Host: o.Listen, Port: o.NATSPort, StoreDir: f.path("nats"), ServerName: "farm",
 		User: creds.NATSUser, Password: creds.NATSPassword, Logger: o.Logger.Named("nats"),
-		Monitor: monitorAddr(o.NATSMonitor),
+		Monitor: monitorAddr(o.NATSMonitor), TLS: f.tls,
 	}); err != nil {
 		return fmt.Errorf("localfarm: %w", err)
 	}
 	if f.etcd, err = embedded.StartEtcd(embedded.EtcdOptions{
 		Dir: f.path("etcd"), Host: o.Listen, ClientPort: o.EtcdPort, PeerPort: o.EtcdPeerPort,
-		RootPassword: creds.EtcdPassword, LogFile: f.path("logs", "etcd.log"),
+		RootPassword: creds.EtcdPassword, LogFile: f.path("logs", "etcd.log"), TLS: f.tls,
 	}); err != nil {
 		return fmt.Errorf("localfarm: %w", err)
 	}
@@ -133,12 +172,17 @@ func (f *Farm) startInfra(ctx context.Context) error {
 		return err
 	}
 	host := o.Advertise
-	creds.NATSURL = "nats://" + net.JoinHostPort(host, strconv.Itoa(f.nats.Port()))
+	natsScheme, httpScheme := "nats", "http"
+	if f.tls != nil {
+		natsScheme, httpScheme = "tls", "https"
+	}
+	creds.NATSURL = natsScheme + "://" + net.JoinHostPort(host, strconv.Itoa(f.nats.Port()))
 	creds.NATSToken = ""
 	creds.EtcdUser = embedded.RootUser
-	creds.EtcdEndpoints = []string{"http://" + net.JoinHostPort(host, port(f.etcd.Endpoints()[0]))}
-	creds.S3Endpoint = "http://" + net.JoinHostPort(host, port(f.s3.Endpoint()))
-	creds.S3Bucket, creds.S3Region, creds.S3UseTLS = o.Bucket, s3Region, false
+	creds.EtcdEndpoints = []string{httpScheme + "://" + net.JoinHostPort(host, port(f.etcd.Endpoints()[0]))}
+	creds.S3Endpoint = httpScheme + "://" + net.JoinHostPort(host, port(f.s3.Endpoint()))
+	creds.S3Bucket, creds.S3Region, creds.S3UseTLS = o.Bucket, s3Region, f.tls != nil
+	creds.CA = f.caPEM
 	f.mu.Lock()
 	f.creds = creds
 	f.mu.Unlock()
@@ -159,6 +203,7 @@ func (f *Farm) startS3(ctx context.Context, creds wire.Credentials) error {
 	}
 	if f.s3, err = embedded.StartS3(embedded.S3Options{Dir: f.path("s3"), Addr: addr,
 		AccessKey: creds.S3AccessKey, SecretKey: creds.S3SecretKey, Command: command, Output: logFile,
+		TLS: f.tls, AccountsFile: f.path(s3AccountsFile),
 	}); err != nil {
 		return fmt.Errorf("localfarm: %w (log: %s)", err, f.path("logs", "s3-gateway.log"))
 	}
@@ -174,10 +219,39 @@ func (f *Farm) startS3(ctx context.Context, creds wire.Credentials) error {
 	return nil
 }
 
+// setupTLS makes or reuses the farm's CA and server certificate when the
+// farm serves TLS, and warns when it serves plain text on a public interface.
+func (f *Farm) setupTLS() error {
+	o := f.opts
+	if o.TLS == TLSOff {
+		if !isLoopback(o.Listen) {
+			f.log.Warn("TLS is off on a public interface: secrets, tasks and frames cross the network in plain text",
+				"listen", o.Listen)
+		}
+		return nil
+	}
+	certs, err := EnsureCerts(f.path("tls"), tlsHosts(o.Listen, o.Advertise, o.TLSSANs))
+	if err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(certs.CAFile)
+	if err != nil {
+		return fmt.Errorf("localfarm: tls: %w", err)
+	}
+	f.tls = &embedded.ServerTLS{CertFile: certs.CertFile, KeyFile: certs.KeyFile, CAFile: certs.CAFile}
+	f.caPEM = string(ca)
+	return nil
+}
+
 // stopInfra stops what startInfra started, the reverse of its order; safe
 // to call twice.
 func (f *Farm) stopInfra() {
-	// 1. The S3 gateway child: in-flight uploads finish, then it exits.
+	// 1. farm up's own etcd client.
+	if f.admin != nil {
+		f.admin.Close()
+		f.admin = nil
+	}
+	// 2. The S3 gateway child: in-flight uploads finish, then it exits.
 	if f.s3 != nil {
 		f.s3.Close()
 	}
@@ -185,15 +259,15 @@ func (f *Farm) stopInfra() {
 		f.s3Log.Close()
 		f.s3Log = nil
 	}
-	// 2. etcd: clients drained, raft stopped, backend closed.
+	// 3. etcd: clients drained, raft stopped, backend closed.
 	if f.etcd != nil {
 		f.etcd.Close()
 	}
-	// 3. NATS: JetStream flushes its store.
+	// 4. NATS: JetStream flushes its store.
 	if f.nats != nil {
 		f.nats.Shutdown()
 	}
-	// 4. Release the data dir.
+	// 5. Release the data dir.
 	if f.unlock != nil {
 		f.unlock()
 		f.unlock = nil

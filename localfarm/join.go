@@ -2,50 +2,38 @@ package localfarm
 
 import (
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"strings"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
 
-// JoinCommand is the `farm node` command line that joins a node on another
-// machine to the farm described by c.
-func JoinCommand(c wire.Credentials) string {
-	args := []string{"farm", "node",
-		"--nats-url", c.NATSURL, "--nats-user", c.NATSUser, "--nats-password", c.NATSPassword,
-		"--etcd", strings.Join(c.EtcdEndpoints, ","),
-	}
-	if c.EtcdUser != "" {
-		args = append(args, "--etcd-user", c.EtcdUser, "--etcd-password", c.EtcdPassword)
-	}
-	args = append(args, "--s3-endpoint", c.S3Endpoint, "--s3-access-key", c.S3AccessKey,
-		"--s3-secret-key", c.S3SecretKey, "--s3-bucket", c.S3Bucket)
-	for i, a := range args {
-		args[i] = shellQuote(a)
-	}
-	return strings.Join(args, " ")
-}
-
 // Summary is the text `farm up` prints once the farm is up: endpoints,
-// where the credentials are, and how to use and join the farm.
+// where the credentials and the join token are, and how to use and join the
+// farm. It holds no secret: a command line with one would show it to every
+// user of the machine (ps) and land in shell histories.
 func Summary(dir string, c wire.Credentials) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "latentfarm is up (data in %s)\n\n", dir)
 	fmt.Fprintf(&b, "  coordinator API  %s   (bearer token in credentials file)\n", c.CoordinatorURL)
-	fmt.Fprintf(&b, "  NATS             %s   user %s\n", c.NATSURL, c.NATSUser)
-	fmt.Fprintf(&b, "  etcd             %s   user %s\n", strings.Join(c.EtcdEndpoints, ","), c.EtcdUser)
-	fmt.Fprintf(&b, "  S3               %s   bucket %s, access key %s\n", c.S3Endpoint, c.S3Bucket, c.S3AccessKey)
-	fmt.Fprintf(&b, "  credentials      %s/%s (mode 0600)\n\n", dir, wire.CredentialsFile)
-	fmt.Fprintf(&b, "The CLI on this machine finds the farm by itself: farm submit job.yaml\n")
-	fmt.Fprintf(&b, "To join a node on another machine (start with --listen 0.0.0.0 so it can reach this one):\n\n  %s\n", JoinCommand(c))
-	return b.String()
-}
-
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:,=@", r))
-	}) < 0 {
-		return s
+	fmt.Fprintf(&b, "  NATS             %s   admin user %s\n", c.NATSURL, c.NATSUser)
+	fmt.Fprintf(&b, "  etcd             %s   admin user %s\n", strings.Join(c.EtcdEndpoints, ","), c.EtcdUser)
+	fmt.Fprintf(&b, "  S3               %s   bucket %s\n", c.S3Endpoint, c.S3Bucket)
+	if c.CA != "" {
+		fmt.Fprintf(&b, "  TLS              every server; CA %s\n", filepath.Join(dir, "tls", "ca.pem"))
+	} else {
+		fmt.Fprintf(&b, "  TLS              off\n")
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	fmt.Fprintf(&b, "  credentials      %s (mode 0600: the admin's secrets)\n", filepath.Join(dir, wire.CredentialsFile))
+	fmt.Fprintf(&b, "  join token       %s (mode 0600)\n\n", filepath.Join(dir, JoinTokenFile))
+	fmt.Fprintf(&b, "The CLI on this machine finds the farm by itself: farm submit job.yaml\n")
+	if u, err := url.Parse(c.NATSURL); err == nil && isLoopback(u.Hostname()) {
+		fmt.Fprintf(&b, "This farm listens on loopback only: start it with --listen 0.0.0.0 for nodes on other machines.\n")
+	}
+	fmt.Fprintf(&b, "To join a node on another machine, copy the join token file there over a safe channel\n"+
+		"and run:\n\n  farm node --join-token-file %s\n\n", JoinTokenFile)
+	fmt.Fprintf(&b, "farm token create --name NAME [--ttl 24h] issues a token of its own per machine or pool;\n"+
+		"farm token revoke NAME cuts its nodes off.\n")
+	return b.String()
 }

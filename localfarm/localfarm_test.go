@@ -38,8 +38,18 @@ type running struct {
 
 func start(t *testing.T, dir string) running {
 	t.Helper()
-	f, err := localfarm.New(localfarm.Options{Dir: dir, RandomPorts: true, S3FromTestBinary: true,
-		Logger: hclog.NewNullLogger()})
+	return startWith(t, localfarm.Options{Dir: dir})
+}
+
+// startWith starts a farm of o on random ports with the test binary as its
+// S3 gateway and no log.
+func startWith(t *testing.T, o localfarm.Options) running {
+	t.Helper()
+	o.RandomPorts, o.S3FromTestBinary = true, true
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	f, err := localfarm.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,16 +240,21 @@ func TestNew_RefusesBadOptions(t *testing.T) {
 	}
 }
 
-func TestJoinCommand_QuotesAndCarriesEveryEndpoint(t *testing.T) {
-	c := wire.Credentials{NATSURL: "nats://10.0.0.5:4222", NATSUser: "farm", NATSPassword: "a b'c",
-		EtcdEndpoints: []string{"http://10.0.0.5:2379"}, EtcdUser: "root", EtcdPassword: "pw",
-		S3Endpoint: "http://10.0.0.5:7070", S3AccessKey: "AK", S3SecretKey: "SK", S3Bucket: "farm"}
-	got := localfarm.JoinCommand(c)
-	want := `farm node --nats-url nats://10.0.0.5:4222 --nats-user farm --nats-password 'a b'\''c' ` +
-		`--etcd http://10.0.0.5:2379 --etcd-user root --etcd-password pw ` +
-		`--s3-endpoint http://10.0.0.5:7070 --s3-access-key AK --s3-secret-key SK --s3-bucket farm`
-	if got != want {
-		t.Fatalf("JoinCommand =\n%s\nwant\n%s", got, want)
+func TestSummary_HoldsNoSecret(t *testing.T) {
+	c := wire.Credentials{CoordinatorURL: "https://10.0.0.5:8080", Token: "api-token", NATSURL: "tls://10.0.0.5:4222",
+		NATSUser: "farm", NATSPassword: "nats-password", EtcdEndpoints: []string{"https://10.0.0.5:2379"}, EtcdUser: "root",
+		EtcdPassword: "etcd-password", S3Endpoint: "https://10.0.0.5:7070", S3AccessKey: "AK", S3SecretKey: "s3-secret",
+		S3Bucket: "farm", CA: "-----BEGIN CERTIFICATE-----"}
+	got := localfarm.Summary("/srv/farm", c)
+	for _, secret := range []string{c.Token, c.NATSPassword, c.EtcdPassword, c.S3SecretKey} {
+		if strings.Contains(got, secret) {
+			t.Errorf("summary shows the secret %q:\n%s", secret, got)
+		}
+	}
+	for _, want := range []string{"farm node --join-token-file join-token", "/srv/farm/join-token", "/srv/farm/tls/ca.pem", c.NATSURL} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/latentfarm/latentfarm/node"
+	"github.com/latentfarm/latentfarm/shared/connect"
 )
 
 // localNodes are the nodes this farm runs in-process.
@@ -25,13 +26,17 @@ type localNodes struct {
 func (f *Farm) startNodes(ctx context.Context) (*localNodes, error) {
 	o := f.opts
 	nodes := make([]*node.Node, 0, o.Nodes)
+	// The local nodes log in as their join token's login, at the local
+	// addresses.
+	nc, ec, sc := connect.JoinConfigs(f.local)
+	nc.URL, ec.Endpoints, sc.Endpoint = f.nats.URL(), f.etcd.Endpoints(), f.s3.Endpoint()
 	for i := range o.Nodes {
 		no := node.Options{
-			ID:           fmt.Sprintf("local-%d", i+1),
+			ID:           fmt.Sprintf("%s-%d", localTokenName, i+1),
 			Labels:       map[string]string{"farm": "local"},
-			NATS:         f.NATSConfig(),
-			Etcd:         f.EtcdConfig(),
-			S3:           f.S3Config(),
+			NATS:         nc,
+			Etcd:         ec,
+			S3:           sc,
 			RendererName: o.Renderer,
 			ModelsDir:    o.ModelsDir,
 			CacheDir:     f.path("cache"),

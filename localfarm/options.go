@@ -2,8 +2,11 @@
 // embedded NATS with JetStream, an embedded etcd, the S3 gateway as a child
 // process, the coordinator and N local nodes, with all data under one
 // directory so that a restart continues where the last run stopped. It is
-// what `farm up` runs. It generates the farm's credentials on first start
-// and must never start anything that listens without them.
+// what `farm up` runs. It generates the farm's credentials on first start,
+// keeps its CA and certificates (TLS on every server unless it listens on
+// loopback), gives the coordinator and every join token a login of its own
+// that allows only their work (docs/SECURITY.md), and must never start
+// anything that listens without credentials or print a secret.
 package localfarm
 
 import (
@@ -53,6 +56,14 @@ type Options struct {
 	// Listen, or this machine's first non-loopback address when Listen is
 	// unspecified).
 	Advertise string
+	// TLS says whether every server (NATS, etcd, S3, the API) serves TLS
+	// with certificates of the farm's own CA, made in Dir/tls (default
+	// TLSAuto: on unless Listen is loopback).
+	TLS TLSMode
+	// TLSSANs are further host names or addresses the servers' certificate
+	// names, beyond loopback, Listen, Advertise, this machine's name and its
+	// addresses: a DNS name or a NAT address nodes use.
+	TLSSANs []string
 	// Ports; 0 takes the default port, or a free one with RandomPorts.
 	APIPort, NATSPort, EtcdPort, EtcdPeerPort, S3Port int
 	// NATSMonitor is host:port of NATS's monitoring endpoint (default
@@ -81,6 +92,18 @@ type Options struct {
 	Logger hclog.Logger
 }
 
+// TLSMode says whether a farm serves TLS.
+type TLSMode string
+
+// TLS modes.
+const (
+	// TLSAuto is TLSOn unless Options.Listen is a loopback address.
+	TLSAuto TLSMode = ""
+	TLSOn   TLSMode = "on"
+	// TLSOff serves plain text even on a public interface (farm up warns).
+	TLSOff TLSMode = "off"
+)
+
 // ErrOptions marks invalid Options.
 var ErrOptions = errors.New("localfarm: options")
 
@@ -93,6 +116,12 @@ func (o *Options) fill() error {
 	}
 	if o.Advertise == "" {
 		o.Advertise = advertiseHost(o.Listen)
+	}
+	if o.TLS == TLSAuto {
+		o.TLS = TLSOn
+		if isLoopback(o.Listen) {
+			o.TLS = TLSOff
+		}
 	}
 	fixed := func(p *int, def int) {
 		if *p == 0 && !o.RandomPorts {
@@ -151,6 +180,9 @@ func (o *Options) validate() error {
 			errs = append(errs, fmt.Errorf("nats monitor: %q: want host:port or %s", o.NATSMonitor, NATSMonitorOff))
 		}
 	}
+	if o.TLS != TLSOn && o.TLS != TLSOff {
+		errs = append(errs, fmt.Errorf("tls: %q is neither %q nor %q", o.TLS, TLSOn, TLSOff))
+	}
 	if o.Renderer != RendererEngine && o.Renderer != RendererLoadTest {
 		errs = append(errs, fmt.Errorf("renderer: %q is neither %q nor %q", o.Renderer, RendererEngine, RendererLoadTest))
 	}
@@ -158,6 +190,12 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: %w", ErrOptions, errors.Join(errs...))
 	}
 	return nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // advertiseHost is the host others reach a server bound to listen on.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latentfarm/latentfarm/coordinator"
+	"github.com/latentfarm/latentfarm/shared/connect"
 )
 
 // runServices runs the coordinator and the local nodes until ctx ends or
@@ -19,12 +20,17 @@ func (f *Farm) runServices(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("localfarm: api listener: %w", err)
 	}
-	apiURL := "http://" + net.JoinHostPort(o.Advertise, port(ln.Addr().String()))
+	scheme, certs := "http", f.Certs()
+	if f.tls != nil {
+		scheme = "https"
+	}
+	apiURL := scheme + "://" + net.JoinHostPort(o.Advertise, port(ln.Addr().String()))
 	creds := f.Credentials()
+	nc, ec := f.coordinatorConfigs()
 	coord, err := coordinator.New(coordinator.Options{
-		NATS: f.NATSConfig(), Etcd: f.EtcdConfig(), S3: f.S3Config(),
+		NATS: nc, Etcd: ec, S3: f.S3Config(),
 		Listener: ln, AdvertiseURL: apiURL, Token: creds.Token, Logger: o.Logger,
-		StateDir: f.path("coordinator"),
+		StateDir: f.path("coordinator"), TLSCertFile: certs.CertFile, TLSKeyFile: certs.KeyFile,
 	})
 	if err != nil {
 		ln.Close()
@@ -100,6 +106,15 @@ func (f *Farm) runServices(ctx context.Context) error {
 		}
 	}
 	return runErr
+}
+
+// coordinatorConfigs log in to NATS and etcd as the coordinator's own
+// users (S3: the root keys).
+func (f *Farm) coordinatorConfigs() (connect.NATSConfig, connect.EtcdConfig) {
+	nc, ec := f.NATSConfig(), f.EtcdConfig()
+	nc.User, nc.Password = coordinatorUser, f.coord.nats
+	ec.User, ec.Password = coordinatorUser, f.coord.etcd
+	return nc, ec
 }
 
 // orStopped turns a nil error from a part that should still run into one.

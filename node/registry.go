@@ -176,8 +176,13 @@ func (r *registry) run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		r.mu.Lock()
-		done := r.session.Done()
+		s := r.session
 		r.mu.Unlock()
+		if s == nil {
+			// Deregistered while this loop re-registered (the node stops).
+			return
+		}
+		done := s.Done()
 		select {
 		case <-ctx.Done():
 			return

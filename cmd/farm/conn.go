@@ -42,6 +42,9 @@ type connFlags struct {
 	c          connection
 	configFile string
 	dataDir    string
+	// join, when set, is the connection of farm node's join token: a layer
+	// above the --config file that replaces farm up's credentials.
+	join *connection
 }
 
 // configFlag describes a command's --config file.
@@ -129,15 +132,21 @@ func (f *connFlags) readConfig(v any) error {
 	return readConfig(f.configFile, v)
 }
 
-// resolve fills the connection from the layers below the user's: the
-// config file's connection part, then farm up's credentials.
+// resolve fills the connection from the layers below the user's: the join
+// token, the config file's connection part, then farm up's credentials
+// (not read at all with a join token: its logins are the node's).
 func (f *connFlags) resolve(fromConfig connection) (connection, error) {
-	creds, err := f.credentials()
-	if err != nil {
-		return connection{}, err
+	if f.join == nil {
+		creds, err := f.credentials()
+		if err != nil {
+			return connection{}, err
+		}
+		f.s.fill(&f.c, &creds)
 	}
-	f.s.fill(&f.c, &creds)
 	f.s.fill(&f.c, &fromConfig)
+	if f.join != nil {
+		f.s.fill(&f.c, f.join)
+	}
 	return f.c, nil
 }
 
@@ -152,12 +161,14 @@ func (f *connFlags) credentials() (connection, error) {
 	if err != nil {
 		return connection{}, fmt.Errorf("--data %s: %w", dir, err)
 	}
+	// The farm's CA, when it serves TLS, verifies every one of its servers.
+	ca := connect.TLSFiles{CA: c.CA}
 	return connection{
-		URL: c.CoordinatorURL, Token: c.Token,
-		NATS: connect.NATSConfig{URL: c.NATSURL, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken},
-		Etcd: connect.EtcdConfig{Endpoints: c.EtcdEndpoints, User: c.EtcdUser, Password: c.EtcdPassword},
+		URL: c.CoordinatorURL, Token: c.Token, API: ca,
+		NATS: connect.NATSConfig{URL: c.NATSURL, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken, TLS: ca},
+		Etcd: connect.EtcdConfig{Endpoints: c.EtcdEndpoints, User: c.EtcdUser, Password: c.EtcdPassword, TLS: ca},
 		S3: connect.S3Config{Endpoint: c.S3Endpoint, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey,
-			Bucket: c.S3Bucket, Region: c.S3Region, UseTLS: c.S3UseTLS},
+			Bucket: c.S3Bucket, Region: c.S3Region, UseTLS: c.S3UseTLS, TLS: ca},
 	}, nil
 }
 

@@ -136,6 +136,7 @@ func newRootCmd() *cobra.Command {
 		{"farm", newCoordinatorCmd()},
 		{"farm", newNodeCmd()},
 		{"farm", newModelCmd()},
+		{"farm", newTokenCmd()},
 		{"jobs", newSubmitCmd()},
 		{"jobs", newWatchCmd()},
 		{"jobs", newJobsCmd()},

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/latentfarm/latentfarm/node"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -56,19 +60,28 @@ func (c *nodeConfig) options() node.Options {
 
 // nodeFlags are the flags of farm node: they write the options directly.
 type nodeFlags struct {
-	s       *settings
-	conn    *connFlags
-	o       node.Options
-	compute backendFlags
-	log     logFlags
+	s        *settings
+	conn     *connFlags
+	o        node.Options
+	joinFile string
+	compute  backendFlags
+	log      logFlags
 }
+
+// envJoinToken holds a join token itself, for where a file is awkward (a
+// Kubernetes secret as an environment variable).
+const envJoinToken = "FARM_JOIN_TOKEN"
 
 func (f *nodeFlags) register(s *settings) {
 	f.s = s
 	f.conn = addConnFlags(s, toNATS|toEtcd|toS3, configFlag{env: "FARM_NODE_CONFIG",
 		usage: "config file, YAML or JSON (deploy/config/node.json shows every key)"})
+	s.String(&f.joinFile, "join-token-file", "join token file of farm up or farm token create: the farm's endpoints, CA and "+
+		"this node's logins (or the token itself in $"+envJoinToken+")", "FARM_JOIN_TOKEN_FILE")
+	_ = s.fs.SetAnnotation("join-token-file", flagGroup, []string{connectionGroup})
 	o := &f.o
-	s.String(&o.ID, "id", "node id (default: host name and a random suffix)", "FARM_NODE_ID")
+	s.String(&o.ID, "id", "node id (default: host name and a random suffix; with a join token, the token's name, "+
+		"the host name and a random suffix)", "FARM_NODE_ID")
 	s.Var((*labels)(&o.Labels), &o.Labels, "labels", "labels shown in farm nodes", "FARM_NODE_LABELS")
 	s.Var((*price)(&o.PricePerHour), &o.PricePerHour, "price-per-hour",
 		"cost of the node per hour, in --currency: jobs, frames and manifests show what they cost", "FARM_PRICE_PER_HOUR")
@@ -101,6 +114,14 @@ func (f *nodeFlags) options() (node.Options, error) {
 	if err := f.conn.readConfig(&cfg); err != nil {
 		return node.Options{}, err
 	}
+	join, err := f.joinToken(time.Now())
+	if err != nil {
+		return node.Options{}, err
+	}
+	if join != nil {
+		nc, ec, sc := connect.JoinConfigs(*join)
+		f.conn.join = &connection{NATS: nc, Etcd: ec, S3: sc}
+	}
 	conn, err := f.conn.resolve(cfg.connection())
 	if err != nil {
 		return node.Options{}, err
@@ -108,6 +129,13 @@ func (f *nodeFlags) options() (node.Options, error) {
 	fromFile := cfg.options()
 	f.s.fill(&f.o, &fromFile)
 	o := f.o
+	if join != nil {
+		if o.ID == "" {
+			o.ID = tokenNodeID(join.Name)
+		} else if !join.AllowsNodeID(o.ID) {
+			return o, usagef("--id %s: join token %s registers only the ids %s and %s-*", o.ID, join.Name, join.Name, join.Name)
+		}
+	}
 	o.NATS, o.Etcd, o.S3 = conn.NATS, conn.Etcd, conn.S3
 	f.compute.fill(cfg.Backend, cfg.Device)
 	var problems []string
@@ -124,6 +152,51 @@ func (f *nodeFlags) options() (node.Options, error) {
 		return o, usagef("%s", strings.Join(problems, "; "))
 	}
 	return o, nil
+}
+
+// joinToken reads the join token of --join-token-file, or else of
+// $FARM_JOIN_TOKEN; nil without either. An expired token is an error.
+func (f *nodeFlags) joinToken(now time.Time) (*wire.JoinToken, error) {
+	var (
+		t   wire.JoinToken
+		err error
+	)
+	switch env := strings.TrimSpace(os.Getenv(envJoinToken)); {
+	case f.joinFile != "":
+		t, err = wire.ReadJoinToken(f.joinFile)
+	case env != "":
+		if t, err = wire.ParseJoinToken(env); err != nil {
+			err = fmt.Errorf("$%s: %w", envJoinToken, err)
+		}
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	if t.Expired(now) {
+		return nil, usagef("join token %s expired at %s: ask the farm's admin for a new one (farm token create)",
+			t.Name, t.ExpiresAt().Local().Format(time.RFC3339))
+	}
+	return &t, nil
+}
+
+// tokenNodeID is a node id join token name allows: the name, this
+// machine's name and a random suffix (two nodes of one machine differ).
+func tokenNodeID(name string) string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
+	if len(host) > 20 {
+		host = host[:20]
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return name + "-" + cmp.Or(host, "node") + "-" + hex.EncodeToString(b)
 }
 
 func newNodeCmd() *cobra.Command {

@@ -17,9 +17,10 @@ import (
 // precedence is the rule every command that connects follows, stated in
 // its help.
 const precedence = `Each setting comes from the first of: its flag; its environment variable
-(named in the flag's help); the --config file (YAML or JSON); the credentials.json
-that farm up wrote in the data dir (--data, $FARM_DATA, default ./farm-data);
-its default.`
+(named in the flag's help); farm node's join token (--join-token-file, or
+$FARM_JOIN_TOKEN), which stands in for the credentials below; the --config file
+(YAML or JSON); the credentials.json that farm up wrote in the data dir (--data,
+$FARM_DATA, default ./farm-data); its default.`
 
 // settings registers a command's flags together with the environment
 // variables that stand for them, and remembers which fields the user set

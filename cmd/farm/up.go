@@ -10,16 +10,20 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var (
-		o   localfarm.Options
-		log logFlags
+		o      localfarm.Options
+		log    logFlags
+		useTLS bool
 	)
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "run a whole farm on this machine: NATS, etcd, S3, coordinator and nodes",
 		Long: "Runs embedded NATS with JetStream, etcd, an S3 gateway, the coordinator and\n" +
-			"local nodes in one process, with all data under --data. Credentials are\n" +
+			"local nodes in one process, with all data under --data. The admin's credentials are\n" +
 			"generated on first start into DATA/" + wire.CredentialsFile + " (mode 0600); the other\n" +
-			"commands on this machine find the farm through them.",
+			"commands on this machine find the farm through them. Nodes on other machines join\n" +
+			"with the join token in DATA/" + localfarm.JoinTokenFile + " (or one of farm token create):\n" +
+			"farm node --join-token-file FILE. Every server serves TLS with the farm's own CA\n" +
+			"(DATA/tls) unless --listen is loopback. See docs/SECURITY.md.",
 		Args: noArgs,
 	}
 	s := newSettings(c.Flags())
@@ -29,6 +33,9 @@ func newUpCmd() *cobra.Command {
 	fs.IntVar(&o.Nodes, "nodes", 1, "local nodes to run (0: only nodes from other machines)")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1", "interface every server binds; 0.0.0.0 lets other machines join")
 	fs.StringVar(&o.Advertise, "advertise", "", "host other machines reach this one at (default: from --listen)")
+	fs.BoolVar(&useTLS, "tls", false, "serve NATS, etcd, S3 and the API over TLS with certificates of the farm's own CA in DATA/tls "+
+		"(default: on unless --listen is loopback; --tls=false serves plain text anyway)")
+	fs.StringSliceVar(&o.TLSSANs, "tls-san", nil, "further host names or addresses the servers' certificate names (a DNS name or NAT address nodes use)")
 	fs.IntVar(&o.APIPort, "api-port", localfarm.DefaultAPIPort, "coordinator API port")
 	fs.IntVar(&o.NATSPort, "nats-port", localfarm.DefaultNATSPort, "NATS client port")
 	fs.IntVar(&o.EtcdPort, "etcd-port", localfarm.DefaultEtcdPort, "etcd client port")
@@ -51,6 +58,12 @@ func newUpCmd() *cobra.Command {
 				if !fs.Changed(name) {
 					*p = 0
 				}
+			}
+		}
+		if fs.Changed("tls") {
+			o.TLS = localfarm.TLSOff
+			if useTLS {
+				o.TLS = localfarm.TLSOn
 			}
 		}
 		logger, err := log.logger()

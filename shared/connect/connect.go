@@ -23,8 +23,12 @@ import (
 
 // TLSFiles names the files of a TLS client setup. Zero means plain TCP.
 type TLSFiles struct {
-	// CAFile verifies the server (system roots when empty).
+	// CAFile verifies the server (system roots when neither it nor CA is set).
 	CAFile string `json:"ca_file,omitempty"`
+	// CA is a CA certificate in PEM, trusted besides CAFile's: farm up's
+	// credentials and join tokens carry the farm's CA this way (they set
+	// it; config files name a CAFile).
+	CA string `json:"-"`
 	// CertFile and KeyFile are a client certificate (mutual TLS), both or neither.
 	CertFile string `json:"cert_file,omitempty"`
 	KeyFile  string `json:"key_file,omitempty"`
@@ -36,7 +40,7 @@ type TLSFiles struct {
 
 // Enabled reports whether TLS is requested.
 func (f TLSFiles) Enabled() bool {
-	return f.Enable || f.CAFile != "" || f.CertFile != "" || f.InsecureSkipVerify
+	return f.Enable || f.CAFile != "" || f.CA != "" || f.CertFile != "" || f.InsecureSkipVerify
 }
 
 // Config builds a *tls.Config, or nil when TLS is not requested.
@@ -45,14 +49,19 @@ func (f TLSFiles) Config() (*tls.Config, error) {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.InsecureSkipVerify} //nolint:gosec // opt-in for tests
-	if f.CAFile != "" {
-		pem, err := os.ReadFile(f.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("connect: tls ca: %w", err)
-		}
+	if f.CAFile != "" || f.CA != "" {
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("connect: tls ca %s: no certificate found", f.CAFile)
+		if f.CAFile != "" {
+			pem, err := os.ReadFile(f.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("connect: tls ca: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("connect: tls ca %s: no certificate found", f.CAFile)
+			}
+		}
+		if f.CA != "" && !pool.AppendCertsFromPEM([]byte(f.CA)) {
+			return nil, errors.New("connect: tls ca: no certificate found in the PEM given")
 		}
 		cfg.RootCAs = pool
 	}
@@ -74,13 +83,17 @@ type NATSConfig struct {
 	// URL is one server's nats:// URL or, for a cluster, several separated
 	// by commas; the client fails over between them and the ones the
 	// servers announce.
-	URL       string   `json:"url"`
-	User      string   `json:"user,omitempty"`
-	Password  string   `json:"password,omitempty"`
-	Token     string   `json:"token,omitempty"`
-	CredsFile string   `json:"creds_file,omitempty"`
-	NKeyFile  string   `json:"nkey_file,omitempty"`
-	TLS       TLSFiles `json:"tls,omitzero"`
+	URL       string `json:"url"`
+	User      string `json:"user,omitempty"`
+	Password  string `json:"password,omitempty"`
+	Token     string `json:"token,omitempty"`
+	CredsFile string `json:"creds_file,omitempty"`
+	NKeyFile  string `json:"nkey_file,omitempty"`
+	// InboxPrefix replaces "_INBOX" in the subjects replies come back on:
+	// a login allowed to subscribe only to its own inboxes needs it (a join
+	// token's node sets it from the token).
+	InboxPrefix string   `json:"-"`
+	TLS         TLSFiles `json:"tls,omitzero"`
 }
 
 // Validate reports a config that cannot work.
@@ -109,6 +122,9 @@ func NATS(c NATSConfig, name string, log hclog.Logger) (*nats.Conn, error) {
 	}
 	if c.Token != "" {
 		opts = append(opts, nats.Token(c.Token))
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	if c.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(c.CredsFile))

@@ -31,6 +31,9 @@ type Credentials struct {
 	S3Bucket       string   `json:"s3_bucket"`
 	S3Region       string   `json:"s3_region,omitempty"`
 	S3UseTLS       bool     `json:"s3_use_tls,omitempty"`
+	// CA is the PEM certificate of the farm's own CA when its servers serve
+	// TLS (farm up --tls): clients verify every server against it.
+	CA string `json:"ca,omitempty"`
 }
 
 // DataDir returns $FARM_DATA, or DefaultDataDir.
