@@ -43,7 +43,7 @@ func (sf *submitFlags) register(fs *pflag.FlagSet) {
 	}
 	fs.StringVar(&sf.seeds, "seeds", "", "comma-separated seeds (instead of --seed or --seed-start/--count)")
 	fs.Int64Var(&sf.seedStart, "seed-start", 0, "first seed of a range")
-	fs.IntVar(&sf.count, "count", 0, "images per prompt (seeds seed-start, seed-start+1, ...)")
+	fs.IntVar(&sf.count, "count", 0, "images per prompt: seeds --seed-start, +1, ... (random without --seed-start)")
 	fs.StringVar(&sf.priority, "priority", "", "high, normal (default) or low")
 	fs.IntVar(&sf.framesPerTask, "frames-per-task", 0, "frames per task (default 4)")
 	fs.IntVar(&sf.retries, "max-retries", 0, "times a failed task runs again (default 3)")
@@ -108,9 +108,6 @@ func (sf *submitFlags) apply(fs *pflag.FlagSet, spec *wire.JobSpec) error {
 			spec.Seeds.List, spec.Seeds.Start = nil, &start
 		case "count":
 			spec.ImagesPerPrompt = sf.count
-			if spec.Seeds.List == nil {
-				spec.Seeds.Count = sf.count
-			}
 		case "width":
 			keep(positiveFlag(f.Name, sf.width, &spec.Width))
 		case "height":
@@ -149,6 +146,11 @@ func (sf *submitFlags) apply(fs *pflag.FlagSet, spec *wire.JobSpec) error {
 			spec.Outpaint = &p
 		}
 	})
+	// A range from --seed-start (or the file's seeds.start) counts --count
+	// seeds; without a start the coordinator picks a random one.
+	if fs.Changed("count") && spec.Seeds.List == nil && spec.Seeds.Start != nil {
+		spec.Seeds.Count = sf.count
+	}
 	return err
 }
 

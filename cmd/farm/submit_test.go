@@ -201,3 +201,32 @@ func TestSubmit_ZeroInFileRefused(t *testing.T) {
 		t.Fatalf("got %v, want errors on steps and sampler", err)
 	}
 }
+
+// TestSubmitFlags_CountWithoutSeedStart: --count alone asks for random
+// seeds (the coordinator picks the start); with --seed-start it is a range.
+func TestSubmitFlags_CountWithoutSeedStart(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want wire.Seeds
+	}{
+		{[]string{"--count", "3"}, wire.Seeds{}},
+		{[]string{"--count", "3", "--seed-start", "7"}, wire.SeedRange(7, 3)},
+	} {
+		fs := pflag.NewFlagSet("submit", pflag.ContinueOnError)
+		var sf submitFlags
+		sf.register(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var spec wire.JobSpec
+		if err := sf.apply(fs, &spec); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if spec.ImagesPerPrompt != 3 || !reflect.DeepEqual(spec.Seeds, tc.want) {
+			t.Errorf("%v: %d images, seeds %+v; want 3 and %+v", tc.args, spec.ImagesPerPrompt, spec.Seeds, tc.want)
+		}
+		if err := spec.Validate(); err != nil && strings.Contains(err.Error(), "seeds") {
+			t.Errorf("%v: %v", tc.args, err)
+		}
+	}
+}
