@@ -47,6 +47,7 @@ func (f *coordFlags) register(s *settings) {
 	s.String(&o.AdvertiseURL, "advertise", "API URL as clients reach it", "FARM_ADVERTISE_URL")
 	s.String(&o.TLSCertFile, "tls-cert", "serve the API over HTTPS with this certificate", "FARM_TLS_CERT")
 	s.String(&o.TLSKeyFile, "tls-key", "key of --tls-cert", "FARM_TLS_KEY")
+	s.String(&o.StateDir, "state-dir", "a folder of this coordinator's own where it records its election lease, so that after a crash it leads again at once (default none: a restart waits out the lease)", "FARM_STATE_DIR")
 	s.Duration(&o.Streams.AckWait, "ack-wait", "how long a silent node keeps a task before redelivery (default 30s)", "FARM_ACK_WAIT")
 	s.Int(&o.MaxNodeFailures, "max-node-failures", "fail a task after it failed on this many nodes (default 3)", "FARM_MAX_NODE_FAILURES")
 	f.log.register(s)
