@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/farm
 PKGS    := ./...
 
-.PHONY: all build deps test vet fmt-check demo bench bench-engine bench-farm clean kernels check-ptx check-cuda bench-gpu images
+.PHONY: all build deps test vet fmt-check demo bench bench-engine bench-farm clean kernels check-ptx check-cuda bench-gpu images fuzz
 
 all: build
 
@@ -88,3 +88,10 @@ check-cuda:
 bench-gpu:
 	./scripts/bench-gpu.sh build
 
+# fuzz runs every Go fuzz target for FUZZTIME each (a duration, or Nx for N
+# executions, e.g. make fuzz FUZZTIME=1000000x) and prints the executions
+# each survived; see docs/FUZZ.md. make test runs only their seed corpora.
+FUZZTIME ?= 60s
+
+fuzz: deps
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh

@@ -198,9 +198,39 @@ func sameRun(a, b *wire.Result) bool {
 	return a != nil && a.NodeID == b.NodeID && a.Attempt == b.Attempt && a.Delivery == b.Delivery && a.StartedAt.Equal(b.StartedAt)
 }
 
+// Bounds on the numbers a node reports for one task. The coordinator sums
+// them into the job record and manifest, which must stay encodable (JSON
+// has no Inf: a record that fails to encode is written empty and lost at
+// the next restart); a time or a price past these is a broken node.
+const (
+	maxTaskGPUSeconds = 1e7 // 115 days
+	maxPricePerHour   = 1e6
+)
+
+// checkNumbers refuses device times and prices that no run has.
+func checkNumbers(r *wire.Result) error {
+	bad := func(v, max float64) bool { return !(v >= 0 && v <= max) }
+	if bad(r.GPUSeconds, maxTaskGPUSeconds) {
+		return fmt.Errorf("gpu_seconds %g outside 0..%g", r.GPUSeconds, maxTaskGPUSeconds)
+	}
+	if r.Price != nil && bad(r.Price.PerHour, maxPricePerHour) {
+		return fmt.Errorf("price per hour %g outside 0..%g", r.Price.PerHour, maxPricePerHour)
+	}
+	for _, f := range r.Frames {
+		if bad(f.GPUSeconds, maxTaskGPUSeconds) {
+			return fmt.Errorf("frame %d: gpu_seconds %g outside 0..%g", f.Index, f.GPUSeconds, maxTaskGPUSeconds)
+		}
+	}
+	return nil
+}
+
 // checkFrames verifies that a successful result covers exactly the task's
-// frames, and that an assemble task's result holds the GIF.
+// frames with device times and a price in range (checkNumbers), and that
+// an assemble task's result holds the GIF.
 func checkFrames(t *wire.Task, r *wire.Result) error {
+	if err := checkNumbers(r); err != nil {
+		return err
+	}
 	if a := t.Assemble; a != nil {
 		for _, o := range r.Outputs {
 			if o.Key == a.GIFKey {

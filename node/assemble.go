@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +55,7 @@ func checkAssembly(t *wire.Task) []string {
 	}
 	prefix := wire.OutputKey(t.JobID, "")
 	for _, k := range []string{a.GIFKey, a.MP4Key} {
-		if !strings.HasPrefix(k, prefix) || strings.Contains(k[len(prefix):], "/") {
+		if !strings.HasPrefix(k, prefix) || strings.Contains(k[len(prefix):], "/") || path.Clean(k) != k {
 			problems = append(problems, fmt.Sprintf("output key %q is outside %s", k, prefix))
 		}
 	}

@@ -186,7 +186,10 @@ func (m *Models) manifest(ctx context.Context, name string) (wire.ModelManifest,
 		return man, nil, fmt.Errorf("node: model store: manifest of %q lists no files", name)
 	}
 	for _, f := range man.Files {
-		if !validStorePath(f.Path) || len(f.SHA256) != 64 || f.Size < 0 {
+		// The sum must be what download computes (lowercase hex), or the
+		// node would fetch the whole file before it can refuse it.
+		sumOK := len(f.SHA256) == 64 && strings.Trim(f.SHA256, "0123456789abcdef") == ""
+		if !validStorePath(f.Path) || !sumOK || f.Size < 0 {
 			return man, nil, fmt.Errorf("node: model store: manifest of %q: bad entry %q", name, f.Path)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -123,7 +124,10 @@ func (n *Node) decode(p *pulled) (wire.Task, error) {
 		if f.Key == "" {
 			f.Key = wire.FrameKey(t.JobID, f.Index)
 		}
-		if !strings.HasPrefix(f.Key, prefix) {
+		// A key must be clean as well as under the prefix: an S3 gateway
+		// that collapses ".." (the embedded one does) would otherwise write
+		// jobs/<job>/frames/../../<other>/... into another job.
+		if !strings.HasPrefix(f.Key, prefix) || path.Clean(f.Key) != f.Key {
 			problems = append(problems, fmt.Sprintf("frame %d: key %q is outside %s", f.Index, f.Key, prefix))
 		}
 	}

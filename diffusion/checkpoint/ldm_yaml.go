@@ -166,6 +166,11 @@ func yamlScheduler(start, end *float64, steps int, param string) (scheduler.Conf
 	default:
 		return s, fmt.Errorf("parameterization %q is not supported (want eps or v)", param)
 	}
+	// A sampler checks its config only when a render builds it: check here,
+	// so a bad yaml fails the load, as a bad scheduler_config.json does.
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("linear_start, linear_end, timesteps: %w", err)
+	}
 	return s, nil
 }
 

@@ -28,6 +28,12 @@ type Config struct {
 	PadTokenID int `json:"pad_token_id"`
 }
 
+// maxHiddenLayers bounds num_hidden_layers. New builds every layer before
+// the weights can refuse it, so a count read from a file (a config.json, or
+// the layer keys of a checkpoint) must not be trusted unbounded; the largest
+// CLIP text tower, OpenCLIP ViT-bigG/14's, has 32 layers.
+const maxHiddenLayers = 256
+
 // legacyEOS is the eos_token_id of configs written before transformers
 // pooled at the first eos token; for them the pool position is argmax(ids).
 const legacyEOS = 2
@@ -130,6 +136,9 @@ func (c Config) Validate() error {
 		if p.v <= 0 {
 			return fmt.Errorf("clip: config: %s is %d, must be positive", p.name, p.v)
 		}
+	}
+	if c.NumHiddenLayers > maxHiddenLayers {
+		return fmt.Errorf("clip: config: num_hidden_layers is %d, more than %d", c.NumHiddenLayers, maxHiddenLayers)
 	}
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fmt.Errorf("clip: config: hidden_size %d is not a multiple of num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)

@@ -205,7 +205,15 @@ func (it Infotext) String() string {
 	var b strings.Builder
 	b.WriteString(it.Prompt)
 	if it.NegativePrompt != "" {
-		b.WriteString("\nNegative prompt: " + it.NegativePrompt)
+		line := "Negative prompt: " + it.NegativePrompt
+		// Without fields (never in a text the webui writes), a one-line
+		// negative prompt is the last line, and its "Negative prompt:" can
+		// be the third field that makes it read as the settings line:
+		// start it on the next line, which ParseInfotext reads the same.
+		if len(it.Fields) == 0 && !strings.Contains(it.NegativePrompt, "\n") && len(reParam.FindAllString(line, -1)) >= 3 {
+			line = "Negative prompt:\n" + it.NegativePrompt
+		}
+		b.WriteString("\n" + line)
 	}
 	b.WriteString("\n")
 	for i, f := range it.Fields {

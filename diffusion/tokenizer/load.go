@@ -100,6 +100,12 @@ func LoadBPEGzip(path string) (*Tokenizer, error) {
 	for id, tok := range vocab {
 		encoder[tok] = id // later duplicates win, as dict(zip(vocab, range)) does
 	}
+	// Two merges that join into one token leave a hole in the ids, and an
+	// id past VocabSize would get by the check against the text encoder's
+	// table: refuse them, as Load refuses such a vocab.json.
+	if err := checkDense(path, encoder); err != nil {
+		return nil, err
+	}
 	return build(encoder, ranks, specialConfig{source: path})
 }
 

@@ -24,6 +24,16 @@ const (
 	UpBlock            = "UpBlock2D"
 )
 
+// Bounds on the counts that decide how many blocks and layers New builds.
+// New builds the whole model before the weights can refuse it, so these
+// counts, read from a config.json or an LDM yaml, must not be trusted
+// unbounded. SD1.x/2.x have 4 levels of 2 resnets and 1 transformer layer;
+// SDXL's deepest level has 10 transformer layers.
+const (
+	maxLevels         = 16
+	maxLayersPerBlock = 64
+)
+
 // ErrUnsupported marks a config that asks for an architecture this package
 // does not implement.
 var ErrUnsupported = errors.New("unsupported unet config")
@@ -326,6 +336,9 @@ func (c Config) Validate() error {
 	if n == 0 {
 		return fmt.Errorf("unet: config key %q is empty", "block_out_channels")
 	}
+	if n > maxLevels {
+		return fmt.Errorf("unet: config key %q has %d levels, more than %d", "block_out_channels", n, maxLevels)
+	}
 	if len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n {
 		return fmt.Errorf("unet: config has %d block_out_channels, %d down_block_types and %d up_block_types; they must match",
 			n, len(c.DownBlockTypes), len(c.UpBlockTypes))
@@ -360,6 +373,9 @@ func (c Config) Validate() error {
 		for _, x := range p.v {
 			if x <= 0 {
 				return fmt.Errorf("unet: config key %q: %v must be positive", p.key, []int(p.v))
+			}
+			if p.key != "attention_head_dim" && p.key != "num_attention_heads" && x > maxLayersPerBlock {
+				return fmt.Errorf("unet: config key %q: %v is more than %d layers", p.key, []int(p.v), maxLayersPerBlock)
 			}
 		}
 	}

@@ -11,6 +11,15 @@ const (
 	UpDecoderBlock2D   = "UpDecoderBlock2D"
 )
 
+// Bounds on the counts that decide how many blocks and layers New builds:
+// New builds the whole model before the weights can refuse it, so these
+// counts, read from a config.json or an LDM yaml, must not be trusted
+// unbounded. SD's autoencoder has 4 levels of 2 resnets.
+const (
+	maxLevels         = 16
+	maxLayersPerBlock = 64
+)
+
 // Config mirrors diffusers' AutoencoderKL config.json.
 type Config struct {
 	InChannels       int      `json:"in_channels"`
@@ -110,9 +119,15 @@ func (c Config) Validate() error {
 			return fmt.Errorf("vae: config: %s is %d, must be positive", p.name, p.v)
 		}
 	}
+	if c.LayersPerBlock > maxLayersPerBlock {
+		return fmt.Errorf("vae: config: layers_per_block is %d, more than %d", c.LayersPerBlock, maxLayersPerBlock)
+	}
 	n := len(c.BlockOutChannels)
 	if n == 0 {
 		return fmt.Errorf("vae: config: block_out_channels is empty")
+	}
+	if n > maxLevels {
+		return fmt.Errorf("vae: config: block_out_channels has %d levels, more than %d", n, maxLevels)
 	}
 	for i, ch := range c.BlockOutChannels {
 		if ch <= 0 || ch%c.NormNumGroups != 0 {

@@ -1,0 +1,99 @@
+package coordinator
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fuzzResultMsg is a message of the RESULTS stream: applyResults reads
+// only its body and subject.
+type fuzzResultMsg struct {
+	jetstream.Msg
+	data []byte
+}
+
+func (m *fuzzResultMsg) Data() []byte    { return m.data }
+func (m *fuzzResultMsg) Subject() string { return "results.j1" }
+
+// FuzzApplyResults feeds result messages from nodes (one per line, so a
+// batch can hold several runs of a task) to applyResults, the
+// coordinator's decoder of the RESULTS stream, against a running job of
+// three tasks. Whatever nodes send, the job's counts stay consistent with
+// its task records, and the job record, its task records and its manifest
+// still encode: they are what the coordinator writes to etcd and S3, and a
+// record that cannot be encoded is lost at the next restart.
+func FuzzApplyResults(f *testing.F) {
+	ok := wire.Result{TaskID: "j1-f000000-000001", JobID: "j1", NodeID: "n1", Attempt: 1, GPUSeconds: 2.5, GPU: "cpu",
+		Price: &wire.Price{PerHour: 1.2, Currency: "USD"}, Frames: []wire.FrameResult{
+			{Index: 0, Seed: 1, Key: "jobs/j1/frames/000000.png", Bytes: 1234, RenderMS: 900, GPUSeconds: 1.2},
+			{Index: 1, Seed: 2, Key: "jobs/j1/frames/000001.png", RenderMS: 950}}}
+	failed := wire.Result{TaskID: "j1-f000002-000003", JobID: "j1", NodeID: "n2", Attempt: 1,
+		Error: &wire.Error{Code: wire.CodeRenderFailed, Message: "out of memory"}}
+	a, _ := json.Marshal(ok)
+	b, _ := json.Marshal(failed)
+	f.Add(a)
+	f.Add(append(append(a, '\n'), b...))
+	f.Add([]byte(`{"task_id":"j1-f000004-000004","job_id":"j1","node_id":"n1","attempt":1,"frames":[{"index":4},{"index":4}],"retryable":false}`))
+	f.Add([]byte(`{"task_id":"j1-f000002-000003","job_id":"j1","error":{"code":"cancelled"},"gpu_seconds":-1}`))
+	spec := wire.JobSpec{Model: "sd15", Prompts: []string{"a", "b", "c", "d", "e"}, FramesPerTask: 2}
+	spec.Normalize()
+	tasks, err := wire.Split("j1", spec)
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	metrics := NewMetrics()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		j := newJob(wire.JobRecord{ID: "j1", Spec: spec, State: wire.JobQueued, Tasks: len(tasks), Published: len(tasks), CreatedAt: now}, tasks)
+		c := &Coordinator{log: hclog.NewNullLogger(), metrics: metrics, jobs: map[string]*job{"j1": j},
+			failures: map[string]map[string][]time.Time{},
+			opts:     Options{MaxNodeFailures: 3, ExcludeAfter: 1 << 30, ExcludeWindow: time.Hour, Now: func() time.Time { return now }}}
+		var msgs []jetstream.Msg
+		for line := range bytes.SplitSeq(data, []byte("\n")) {
+			msgs = append(msgs, &fuzzResultMsg{data: line})
+		}
+		finished := c.applyResults(msgs)
+
+		done, failedTasks, framesDone := 0, 0, 0
+		for i, tr := range j.trecs {
+			switch tr.State {
+			case wire.TaskDone:
+				done++
+				framesDone += len(j.tasks[i].Frames)
+				if tr.Result == nil || checkFrames(&j.tasks[i], tr.Result) != nil {
+					t.Fatalf("task %s is done with result %+v", tr.ID, tr.Result)
+				}
+			case wire.TaskFailed:
+				failedTasks++
+			}
+			if _, err := json.Marshal(tr); err != nil {
+				t.Fatalf("task record %s does not encode: %v", tr.ID, err)
+			}
+		}
+		if j.rec.TasksDone != done || j.rec.TasksFailed != failedTasks || j.rec.FramesDone != framesDone {
+			t.Fatalf("record counts %d done, %d failed, %d frames; task records %d, %d, %d",
+				j.rec.TasksDone, j.rec.TasksFailed, j.rec.FramesDone, done, failedTasks, framesDone)
+		}
+		if ended := done+failedTasks == len(tasks); ended != (len(finished) == 1) {
+			t.Fatalf("all tasks ended %v, finished jobs %v", ended, finished)
+		}
+		rec, err := json.Marshal(j.rec)
+		if err != nil {
+			t.Fatalf("job record does not encode: %v", err)
+		}
+		var back wire.JobRecord
+		if err := json.Unmarshal(rec, &back); err != nil || !reflect.DeepEqual(back.Spec, j.rec.Spec) {
+			t.Fatalf("job record %s reads back as %+v (%v)", rec, back, err)
+		}
+		if _, err := json.Marshal(c.manifest(j, now)); err != nil {
+			t.Fatalf("manifest does not encode: %v", err)
+		}
+	})
+}
