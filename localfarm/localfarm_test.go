@@ -291,3 +291,15 @@ func s3Client(t *testing.T, c connect.S3Config) *minio.Client {
 	}
 	return cli
 }
+
+// TestFarm_RelativeDataDir starts a farm whose --data is relative, as
+// make demo's is: the S3 gateway child works in another folder, and the
+// accounts file it reads must still be found.
+func TestFarm_RelativeDataDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r := start(t, "farm-data")
+	defer r.stop(t)
+	if !filepath.IsAbs(r.Dir()) {
+		t.Errorf("data dir %q is not absolute", r.Dir())
+	}
+}

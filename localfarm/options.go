@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/latentfarm/latentfarm/node"
@@ -111,6 +112,13 @@ func (o *Options) fill() error {
 	if o.Dir == "" {
 		o.Dir = wire.DataDir()
 	}
+	// Absolute: the S3 gateway child reads files in it from its own
+	// working folder.
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return fmt.Errorf("localfarm: data dir: %w", err)
+	}
+	o.Dir = dir
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1"
 	}
