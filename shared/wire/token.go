@@ -80,6 +80,10 @@ func ParseJoinToken(s string) (JoinToken, error) {
 	if !ok {
 		return t, fmt.Errorf("%w: does not start with %q (is it a join token of this farm version?)", ErrJoinToken, JoinTokenPrefix)
 	}
+	// The decoder skips CR and LF even in strict mode; a token has none.
+	if strings.ContainsAny(payload, "\r\n") {
+		return t, fmt.Errorf("%w: not base64url: a line break inside the token", ErrJoinToken)
+	}
 	data, err := base64.RawURLEncoding.Strict().DecodeString(payload)
 	if err != nil {
 		return t, fmt.Errorf("%w: not base64url: %w", ErrJoinToken, err)
