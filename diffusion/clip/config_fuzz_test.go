@@ -2,12 +2,10 @@ package clip
 
 import (
 	"encoding/json"
-	"errors"
-	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/latentfarm/latentfarm/diffusion/nn"
+	"github.com/latentfarm/latentfarm/diffusion/nn/nntest"
 )
 
 // FuzzParseConfig feeds text_encoder/config.json bytes (a model folder is
@@ -23,28 +21,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"text_config": {"hidden_size": 768, "num_attention_heads": 12, "hidden_act": "gelu"}}`))
 	f.Add([]byte(`{"hidden_size": 10, "num_attention_heads": 3}`))
 	f.Add([]byte(`{"text_config": null, "layer_norm_eps": 0}`))
+	build := func(c Config, w nn.TensorMap) error { _, err := New(c, w); return err }
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig(data)
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "clip: config: ") {
-				t.Fatalf("error without its component: %v", err)
-			}
-			return
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("ParseConfig accepted an invalid config: %v", err)
-		}
-		b, err := json.Marshal(cfg)
-		if err != nil {
-			t.Fatalf("accepted config does not encode: %v", err)
-		}
-		back, err := ParseConfig(b)
-		if err != nil || !reflect.DeepEqual(back, cfg) {
-			t.Fatalf("round trip:\n%+v\n%s\n%+v (%v)", cfg, b, back, err)
-		}
-		_, err = New(cfg, nn.TensorMap{})
-		if !errors.Is(err, nn.ErrMissingWeight) {
-			t.Fatalf("New without weights: %v, want ErrMissingWeight", err)
-		}
+		nntest.CheckConfig(t, data, "clip: config: ", ParseConfig, Config.Validate, build)
 	})
 }
