@@ -178,7 +178,7 @@ func (c *Coordinator) handleJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := c.status(j, true)
-	active := j.tasks != nil
+	active := j.active()
 	if active && mode != "none" {
 		st.Tasks = c.taskStatuses(j, mode == "all")
 	}
@@ -300,7 +300,12 @@ func (c *Coordinator) handleManifest(w http.ResponseWriter, r *http.Request) {
 	if !c.finishedJob(w, id) {
 		return
 	}
-	c.proxy(w, r, wire.ManifestKey(id), "application/json")
+	w.Header().Set("Content-Type", "application/json")
+	if err := c.writeManifestView(r.Context(), w, id); err != nil {
+		// Headers are out once the first bytes are: the body ends short,
+		// which no JSON reader takes for a whole manifest.
+		c.log.Warn("serving manifest failed", "job_id", id, "error", err)
+	}
 }
 
 // frameCount is the number of frames of job id, and whether it exists.
@@ -377,7 +382,7 @@ func (c *Coordinator) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := c.status(j, false)
-	finished := j.tasks == nil
+	finished := !j.active()
 	if !finished {
 		j.listeners[l] = struct{}{}
 	}

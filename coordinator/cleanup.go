@@ -42,19 +42,34 @@ func (c *Coordinator) sweepCancelled(ctx context.Context, id string) {
 		case <-time.After(sweepPoll):
 		}
 	}
-	m, err := c.readManifest(ctx, id)
+	// The frames to keep, as a bit per frame index: a million-frame job's
+	// keys would not fit a set.
+	listed := make([]uint64, 1+wire.MaxFrames/64)
+	kept := 0
+	m, err := c.eachManifestLine(ctx, id, func(l wire.ManifestLine) error {
+		if f := l.Frame; f != nil && f.Key == wire.FrameKey(id, f.Index) && f.Index >= 0 && f.Index < wire.MaxFrames {
+			listed[f.Index/64] |= 1 << (f.Index % 64)
+			kept++
+		}
+		return nil
+	})
 	if err != nil {
 		log.Error("sweep: no manifest", "error", err)
 		return
 	}
 	keep := map[string]bool{wire.ManifestKey(id): true}
-	for _, f := range m.Frames {
-		keep[f.Key] = true
+	for _, k := range m.Shards {
+		keep[k] = true
 	}
 	for _, o := range m.Outputs {
 		keep[o.Key] = true
 	}
-	n, err := c.removeObjects(ctx, wire.JobObjectsPrefix(id), keep)
+	n, err := c.removeObjects(ctx, wire.JobObjectsPrefix(id), func(key string) bool {
+		if i, ok := wire.ParseFrameKey(id, key); ok {
+			return listed[i/64]&(1<<(i%64)) != 0
+		}
+		return keep[key]
+	})
 	if err != nil {
 		log.Error("sweep failed", "error", err)
 		return
@@ -68,7 +83,7 @@ func (c *Coordinator) sweepCancelled(ctx context.Context, id string) {
 	if err := c.persist(ctx); err != nil {
 		log.Warn("recording the sweep failed", "error", err)
 	}
-	log.Info("cancelled job swept", "deleted", n, "kept_frames", len(m.Frames))
+	log.Info("cancelled job swept", "deleted", n, "kept_frames", kept)
 }
 
 // nodesOnJob counts the live nodes whose entry says they work on job.
@@ -86,9 +101,9 @@ func (c *Coordinator) nodesOnJob(ctx context.Context, job string) (int, error) {
 	return n, nil
 }
 
-// removeObjects deletes the objects under prefix except those in keep and
-// returns how many it deleted.
-func (c *Coordinator) removeObjects(ctx context.Context, prefix string, keep map[string]bool) (int, error) {
+// removeObjects deletes the objects under prefix except those keep (when
+// not nil) says to keep, and returns how many it deleted.
+func (c *Coordinator) removeObjects(ctx context.Context, prefix string, keep func(key string) bool) (int, error) {
 	objs := make(chan minio.ObjectInfo)
 	var listErr error
 	go func() {
@@ -98,7 +113,7 @@ func (c *Coordinator) removeObjects(ctx context.Context, prefix string, keep map
 				listErr = o.Err
 				return
 			}
-			if !keep[o.Key] {
+			if keep == nil || !keep(o.Key) {
 				objs <- o
 			}
 		}
@@ -134,7 +149,7 @@ func (c *Coordinator) deleteJob(ctx context.Context, id string) (int, error) {
 	case !ok:
 		c.mu.Unlock()
 		return 0, errNotFound
-	case !wire.JobFinished(j.rec.State) || j.tasks != nil:
+	case !wire.JobFinished(j.rec.State) || j.active():
 		state := j.rec.State
 		c.mu.Unlock()
 		return 0, fmt.Errorf("%w: job %s is %s; cancel it first", errConflict, id, state)
@@ -145,7 +160,7 @@ func (c *Coordinator) deleteJob(ctx context.Context, id string) (int, error) {
 		return n, err
 	}
 	if _, err := c.leaderTxn(ctx, nil, clientv3.OpDelete(wire.JobKey(id)), clientv3.OpDelete(wire.CancelledKey(id)),
-		clientv3.OpDelete(wire.JobTasksPrefix(id), clientv3.WithPrefix())); err != nil {
+		clientv3.OpDelete(wire.JobChunksPrefix(id), clientv3.WithPrefix())); err != nil {
 		return n, err
 	}
 	c.mu.Lock()

@@ -84,7 +84,7 @@ func (f comfyFarm) Follow(ctx context.Context, id string) (<-chan wire.JobEvent,
 		return nil, fmt.Errorf("%w: job %s", comfy.ErrNotFound, id)
 	}
 	st := c.status(j, false)
-	finished := j.tasks == nil
+	finished := !j.active()
 	if !finished {
 		j.listeners[l] = struct{}{}
 	}

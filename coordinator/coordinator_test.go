@@ -75,7 +75,7 @@ func TestCoordinator_Batch_CompletesWithManifest(t *testing.T) {
 			t.Errorf("manifest task %+v, want done on attempt 1, rendered once", mt)
 		}
 	}
-	if resp, err := f.etcd.Client(t).Get(ctx, wire.JobTasksPrefix(st.ID), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+	if resp, err := f.etcd.Client(t).Get(ctx, wire.JobChunksPrefix(st.ID), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
 		t.Fatalf("%d task records left in etcd (%v)", resp.Count, err)
 	}
 	// Every frame is in S3 once.

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -26,18 +27,89 @@ func (c *Coordinator) putManifest(ctx context.Context, m wire.Manifest) error {
 	return nil
 }
 
-// readManifest reads job's manifest from S3.
-func (c *Coordinator) readManifest(ctx context.Context, job string) (wire.Manifest, error) {
-	var m wire.Manifest
-	obj, err := c.s3.GetObject(ctx, c.opts.S3.Bucket, wire.ManifestKey(job), minio.GetObjectOptions{})
+// open opens key in the farm's bucket (a wire.OpenFunc).
+func (c *Coordinator) open(ctx context.Context, key string) (io.ReadCloser, error) {
+	obj, err := c.s3.GetObject(ctx, c.opts.S3.Bucket, key, minio.GetObjectOptions{})
 	if err != nil {
-		return m, fmt.Errorf("coordinator: manifest of %s: %w", job, err)
+		return nil, err
 	}
-	defer obj.Close()
-	if err := json.NewDecoder(obj).Decode(&m); err != nil {
-		return m, fmt.Errorf("coordinator: manifest of %s: %w", job, err)
+	// GetObject is lazy: a missing object shows at the first read.
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		return nil, err
+	}
+	return obj, nil
+}
+
+// readManifest reads job's manifest whole (wire.ReadManifest): for the
+// views of small jobs (ComfyUI history, file lists).
+func (c *Coordinator) readManifest(ctx context.Context, job string) (wire.Manifest, error) {
+	m, err := wire.ReadManifest(ctx, c.open, job)
+	if err != nil {
+		return m, fmt.Errorf("coordinator: %w", err)
 	}
 	return m, nil
+}
+
+// eachManifestLine reads job's manifest summary and walks its shards,
+// holding one line at a time.
+func (c *Coordinator) eachManifestLine(ctx context.Context, job string, fn func(wire.ManifestLine) error) (wire.Manifest, error) {
+	m, err := wire.ReadManifestSummary(ctx, c.open, job)
+	if err == nil {
+		err = wire.EachManifestLine(ctx, c.open, &m, fn)
+	}
+	if err != nil {
+		return m, fmt.Errorf("coordinator: %w", err)
+	}
+	return m, nil
+}
+
+// writeManifestView writes job's manifest as one JSON object, frames,
+// failed frames and tasks streamed from the shards (a pass over them for
+// each), so that a million-frame manifest is never held whole.
+func (c *Coordinator) writeManifestView(ctx context.Context, w io.Writer, job string) error {
+	m, err := wire.ReadManifestSummary(ctx, c.open, job)
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	head, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("coordinator: encode manifest: %w", err)
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head[:len(head)-1]) // the summary's fields, without its closing brace
+	for _, part := range []struct {
+		name string
+		pick func(wire.ManifestLine) (any, bool)
+	}{
+		{"frames", func(l wire.ManifestLine) (any, bool) { return l.Frame, l.Frame != nil }},
+		{"failed", func(l wire.ManifestLine) (any, bool) { return l.Failed, l.Failed != nil }},
+		{"tasks", func(l wire.ManifestLine) (any, bool) { return l.Task, l.Task != nil }},
+	} {
+		fmt.Fprintf(bw, ",%q:[", part.name)
+		n := 0
+		err := wire.EachManifestLine(ctx, c.open, &m, func(l wire.ManifestLine) error {
+			v, ok := part.pick(l)
+			if !ok {
+				return nil
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			if n++; n > 1 {
+				bw.WriteByte(',')
+			}
+			_, err = bw.Write(b)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("coordinator: %w", err)
+		}
+		bw.WriteByte(']')
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
 }
 
 // presign returns a presigned GET URL of key.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
@@ -60,13 +61,13 @@ func (c *Coordinator) submit(ctx context.Context, spec wire.JobSpec) (wire.JobSt
 	}
 	now := c.opts.Now()
 	id := newJobID(now)
-	tasks, err := wire.Split(id, spec)
+	plan, err := wire.NewPlan(id, spec)
 	if err != nil {
 		return wire.JobStatus{}, err
 	}
 	rec := wire.JobRecord{
-		ID: id, Spec: spec, State: wire.JobQueued, Tasks: len(tasks),
-		Class: tasks[0].Class, VRAMBytes: tasks[0].VRAMBytes, CreatedAt: now,
+		ID: id, Spec: spec, State: wire.JobQueued, Tasks: plan.Len(),
+		Class: plan.Class(), VRAMBytes: plan.VRAMBytes(), CreatedAt: now,
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -87,7 +88,7 @@ func (c *Coordinator) submit(ctx context.Context, spec wire.JobSpec) (wire.JobSt
 	if !fresh {
 		return wire.JobStatus{}, fmt.Errorf("coordinator: job id %s already taken", id)
 	}
-	j := newJob(rec, tasks)
+	j := newJob(rec, plan)
 	c.mu.Lock()
 	if !c.leading {
 		c.mu.Unlock()
@@ -95,7 +96,7 @@ func (c *Coordinator) submit(ctx context.Context, spec wire.JobSpec) (wire.JobSt
 	}
 	c.jobs[id] = j
 	c.mu.Unlock()
-	c.log.Info("job accepted", "job_id", id, "frames", spec.TotalFrames(), "tasks", len(tasks), "class", rec.Class, "priority", spec.Priority)
+	c.log.Info("job accepted", "job_id", id, "frames", spec.TotalFrames(), "tasks", rec.Tasks, "class", rec.Class, "priority", spec.Priority)
 	if err := c.publishJob(ctx, j); err != nil {
 		// The publisher loop retries; the job is accepted either way.
 		c.log.Warn("publishing tasks failed; will retry", "job_id", id, "error", err)
@@ -114,34 +115,47 @@ func (c *Coordinator) nudge() {
 	}
 }
 
-// toPublish lists the tasks of j due for publishing: those never published
-// and retries whose backoff ended. It stamps them. An animation's assemble
-// task is due once every frame is done; mp4 says whether a node can encode
-// MP4. Call with c.mu held.
-func (c *Coordinator) toPublish(j *job, now time.Time, mp4 bool) []int {
-	if j.tasks == nil || wire.JobFinished(j.rec.State) {
-		return nil
+// toPublish lists the tasks of j due for publishing, stamped: those never
+// published and retries whose backoff ended. An animation's assemble task
+// is due once every frame is done; mp4 says whether a node can encode MP4.
+// Call with c.mu held.
+func (c *Coordinator) toPublish(j *job, now time.Time, mp4 bool) ([]int, []wire.Task) {
+	if !j.active() || wire.JobFinished(j.rec.State) {
+		return nil, nil
 	}
 	var idx []int
-	for i := j.rec.Published; i < len(j.tasks) && len(idx) < maxPublishBatch; i++ {
-		if a := j.tasks[i].Assemble; a != nil {
-			if !j.framesDone() {
-				break
-			}
-			a.MP4 = mp4
+	for i := j.rec.Published; i < j.plan.Len() && len(idx) < maxPublishBatch; i++ {
+		if j.plan.IsAssemble(i) && !j.framesDone() {
+			break
 		}
 		idx = append(idx, i)
 	}
 	if j.retryWaiting > 0 {
-		for i, tr := range j.trecs {
-			if tr.State == wire.TaskRetryWait && (tr.NotBefore == nil || !now.Before(*tr.NotBefore)) {
+		idx = append(idx, j.retriesDue(now)...)
+	}
+	tasks := make([]wire.Task, len(idx))
+	for k, i := range idx {
+		tasks[k] = j.task(i)
+		tasks[k].PublishedAt = now
+		if a := tasks[k].Assemble; a != nil {
+			a.MP4 = mp4
+		}
+	}
+	return idx, tasks
+}
+
+// retriesDue lists j's tasks waiting for a retry whose backoff ended. Call
+// with c.mu held.
+func (j *job) retriesDue(now time.Time) []int {
+	var idx []int
+	for _, ch := range j.chunks {
+		for i, tr := range ch.extra {
+			if j.state[i] == tsRetryWait && (tr.NotBefore == nil || !now.Before(*tr.NotBefore)) {
 				idx = append(idx, i)
 			}
 		}
 	}
-	for _, i := range idx {
-		j.tasks[i].PublishedAt = now
-	}
+	sort.Ints(idx)
 	return idx
 }
 
@@ -171,10 +185,10 @@ func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 		mp4 = c.nodeCan(ctx, wire.CapabilityFFmpeg)
 		c.mu.Lock()
 	}
-	idx := c.toPublish(j, c.opts.Now(), mp4)
+	idx, tasks := c.toPublish(j, c.opts.Now(), mp4)
 	msgs := make([]*nats.Msg, len(idx))
-	for k, i := range idx {
-		t := &j.tasks[i]
+	for k := range idx {
+		t := &tasks[k]
 		data, err := json.Marshal(t)
 		if err != nil {
 			c.mu.Unlock()
@@ -205,9 +219,9 @@ func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 		if i == published {
 			published++
 		}
-		if j.trecs[i].State == wire.TaskRetryWait {
-			j.trecs[i].State = wire.TaskQueued
-			j.trecs[i].NotBefore = nil
+		if j.state[i] == tsRetryWait {
+			j.setState(i, tsQueued)
+			j.ext(i).NotBefore = nil
 			j.retryWaiting--
 			j.markTask(i)
 		}
@@ -216,7 +230,7 @@ func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 		j.rec.Published = published
 		j.recDirty = true
 	}
-	more := published < len(j.tasks) && j.tasks[published].Assemble == nil
+	more := published < j.plan.Len() && !j.plan.IsAssemble(published)
 	cancelled := j.rec.State == wire.JobCancelled
 	c.mu.Unlock()
 	if cancelled {
@@ -281,10 +295,10 @@ func (c *Coordinator) publishLoop(ctx context.Context) error {
 		c.mu.Lock()
 		var due []*job
 		for _, j := range c.jobs {
-			if j.tasks == nil || wire.JobFinished(j.rec.State) {
+			if !j.active() || wire.JobFinished(j.rec.State) {
 				continue
 			}
-			if j.rec.Published < len(j.tasks) || c.retryDue(j, now) {
+			if j.rec.Published < j.plan.Len() || (j.retryWaiting > 0 && len(j.retriesDue(now)) > 0) {
 				due = append(due, j)
 			}
 		}
@@ -295,19 +309,6 @@ func (c *Coordinator) publishLoop(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-// retryDue reports whether some retry of j is due. Call with c.mu held.
-func (c *Coordinator) retryDue(j *job, now time.Time) bool {
-	if j.retryWaiting == 0 {
-		return false
-	}
-	for _, tr := range j.trecs {
-		if tr.State == wire.TaskRetryWait && (tr.NotBefore == nil || !now.Before(*tr.NotBefore)) {
-			return true
-		}
-	}
-	return false
 }
 
 // cancel cancels job id: state in etcd first (nodes check it before
@@ -334,11 +335,9 @@ func (c *Coordinator) cancel(ctx context.Context, id string) (wire.JobStatus, er
 	j.rec.FinishedAt = &now
 	j.rec.Error = "cancelled by user"
 	j.recDirty = true
-	for i := range j.trecs {
-		switch j.trecs[i].State {
-		case wire.TaskDone, wire.TaskFailed:
-		default:
-			j.trecs[i].State = wire.TaskCancelled
+	for i, s := range j.state {
+		if s != tsDone && s != tsFailed {
+			j.setState(i, tsCancelled)
 		}
 	}
 	c.mu.Unlock()

@@ -3,8 +3,8 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
@@ -82,7 +82,7 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 			continue
 		}
 		j, ok := c.jobs[r.JobID]
-		if ok && j.tasks == nil && r.OK() && j.rec.State != wire.JobCancelled &&
+		if ok && !j.active() && r.OK() && j.rec.State != wire.JobCancelled &&
 			j.rec.FinishedAt != nil && r.FinishedAt.After(*j.rec.FinishedAt) {
 			// A run that finished after the job ended: the task was
 			// rendered again. Counted, never applied. (A result seen again
@@ -92,10 +92,10 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 			c.log.Warn("task rendered again after the job ended", "job_id", r.JobID, "task_id", r.TaskID, "node_id", r.NodeID, "delivery", r.Delivery)
 			continue
 		}
-		if !ok || j.tasks == nil || wire.JobFinished(j.rec.State) {
+		if !ok || !j.active() || wire.JobFinished(j.rec.State) {
 			continue
 		}
-		i, ok := j.byID[r.TaskID]
+		i, ok := j.plan.Index(r.TaskID)
 		if !ok {
 			c.log.Warn("result for unknown task", "job_id", r.JobID, "task_id", r.TaskID)
 			continue
@@ -118,44 +118,41 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 // applyResult applies one result to task i of j and returns an exclusion to
 // record, if the node crossed the failure threshold. Call with c.mu held.
 func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion {
-	tr := &j.trecs[i]
-	t := &j.tasks[i]
+	ch := j.chunkOf(i)
+	k := i % wire.ChunkTasks
 	delete(j.running, i)
-	if tr.State == wire.TaskDone && r.OK() && !sameRun(tr.Result, r) {
+	st := j.state[i]
+	if st == tsDone && r.OK() && ch.rec.Run(k) != wire.RunID(r) {
 		// Rendered twice: the task was handed out again while it ran.
-		tr.Renders++
+		tr := j.ext(i)
+		tr.Renders = max(tr.Renders, 1) + 1
 		j.markTask(i)
-		c.log.Warn("task rendered again", "job_id", j.rec.ID, "task_id", t.ID, "node_id", r.NodeID, "renders", tr.Renders)
+		c.log.Warn("task rendered again", "job_id", j.rec.ID, "task_id", tr.ID, "node_id", r.NodeID, "renders", tr.Renders)
 		return nil
 	}
-	if tr.State == wire.TaskDone || tr.State == wire.TaskFailed || tr.State == wire.TaskCancelled {
+	if st == tsDone || st == tsFailed || st == tsCancelled {
 		return nil // a replayed result, or a failure after the end
 	}
+	t := j.task(i)
 	log := c.log.With("job_id", j.rec.ID, "task_id", t.ID, "node_id", r.NodeID)
 	if r.OK() {
-		if err := checkFrames(t, r); err != nil {
+		if err := checkFrames(&t, r); err != nil {
 			r.Error = &wire.Error{Code: wire.CodeInvalidTask, Message: "node reported a bad result: " + err.Error()}
 			r.Retryable = ptr(true)
 		} else {
-			c.metrics.result(t, r, false)
-			if tr.State == wire.TaskRetryWait {
+			c.metrics.result(&t, r, false)
+			if st == tsRetryWait {
 				j.retryWaiting--
 			}
-			tr.State, tr.Node, tr.Result, tr.Error, tr.NotBefore, tr.Renders = wire.TaskDone, r.NodeID, r, nil, nil, 1
-			j.rec.TasksDone++
-			j.rec.FramesDone += len(t.Frames)
-			j.rec.GPUSeconds += r.GPUSeconds
-			if r.Price != nil {
-				j.rec.Cost.Add(r.Price.Cost(r.GPUSeconds), r.Price.Currency)
-			}
+			j.taskDone(i, &t, r)
 			if j.rec.State == wire.JobQueued {
 				j.rec.State = wire.JobRunning
 			}
-			j.markTask(i)
 			return nil
 		}
 	}
 	// A failure.
+	tr := j.ext(i)
 	if tr.FailedNodes == nil {
 		tr.FailedNodes = map[string]int{}
 	}
@@ -166,36 +163,121 @@ func (c *Coordinator) applyResult(j *job, i int, r *wire.Result) *wire.Exclusion
 	excl := c.noteFailure(r.NodeID, t.FailureKind(), r.Error)
 	current := r.Attempt >= tr.Attempt
 	giveUp := !r.CanRetry() || tr.Failures > j.rec.Spec.Retries() || len(tr.FailedNodes) >= c.opts.MaxNodeFailures
-	c.metrics.result(t, r, giveUp)
+	c.metrics.result(&t, r, giveUp)
 	switch {
 	case giveUp:
-		if tr.State == wire.TaskRetryWait {
+		if st == tsRetryWait {
 			j.retryWaiting--
 		}
-		tr.State, tr.NotBefore = wire.TaskFailed, nil
+		tr.NotBefore = nil
 		tr.PriorRuns = tr.Run(r) // every run, for the manifest
-		j.rec.TasksFailed++
-		j.rec.FramesFailed += len(t.Frames)
+		j.taskFailed(i, &t)
 		log.Warn("task failed", "code", r.Error.Code, "message", r.Error.Message, "failures", tr.Failures, "nodes", len(tr.FailedNodes))
-	case current && tr.State != wire.TaskRetryWait:
+	case current && st != tsRetryWait:
 		// Retry: a new attempt after a backoff, avoiding the nodes it failed on.
 		backoff := c.backoff(tr.Failures)
 		nb := c.opts.Now().Add(backoff)
-		tr.State, tr.NotBefore = wire.TaskRetryWait, &nb
+		tr.NotBefore = &nb
 		tr.PriorRuns = tr.Run(r)
 		tr.Attempt++
-		t.Attempt = tr.Attempt
-		t.ExcludeNodes = failedNodes(*tr)
+		j.setState(i, tsRetryWait)
 		j.retryWaiting++
 		log.Info("task will be retried", "code", r.Error.Code, "attempt", tr.Attempt, "backoff", backoff)
 	}
 	return excl
 }
 
-// sameRun reports whether two results report the same run of a task (a
-// result seen twice), rather than two runs.
-func sameRun(a, b *wire.Result) bool {
-	return a != nil && a.NodeID == b.NodeID && a.Attempt == b.Attempt && a.Delivery == b.Delivery && a.StartedAt.Equal(b.StartedAt)
+// taskDone records task i (t) rendered by r: its bit, run and sums in its
+// chunk, its lines for the next manifest shard, the job's counts. Only an
+// assembly keeps its record (the manifest's outputs come from its result).
+// Call with c.mu held.
+func (j *job) taskDone(i int, t *wire.Task, r *wire.Result) {
+	ch := j.chunkOf(i)
+	ch.rec.SetDone(i%wire.ChunkTasks, wire.RunID(r))
+	var prior wire.TaskRecord
+	if tr := ch.extra[i]; tr != nil {
+		prior = *tr
+		delete(ch.extra, i)
+	}
+	prior.State, prior.Node, prior.Error, prior.NotBefore, prior.Renders = wire.TaskDone, r.NodeID, nil, nil, 1
+	if t.Assemble != nil {
+		prior.ID, prior.Result = t.ID, r
+		ch.extra[i] = &prior
+	}
+	j.state[i] = tsDone
+	n := len(t.Frames)
+	ch.rec.Frames += n
+	ch.rec.GPUSeconds += r.GPUSeconds
+	j.rec.TasksDone++
+	j.rec.FramesDone += n
+	j.rec.GPUSeconds += r.GPUSeconds
+	if r.Price != nil {
+		cost := r.Price.Cost(r.GPUSeconds)
+		ch.rec.Cost.Add(cost, r.Price.Currency)
+		j.rec.Cost.Add(cost, r.Price.Currency)
+	}
+	if n > 0 {
+		if ch.rec.Nodes == nil {
+			ch.rec.Nodes = map[string]int{}
+		}
+		ch.rec.Nodes[r.NodeID] += n
+	}
+	ch.addLines(frameLines(t, &prior, r)...)
+	ch.addLines(wire.ManifestLine{Task: manifestTask(t, &prior, r)})
+	j.markTask(i)
+}
+
+// taskFailed ends task i (t) as failed, with its lines for the manifest.
+// Call with c.mu held.
+func (j *job) taskFailed(i int, t *wire.Task) {
+	tr := j.ext(i)
+	j.setState(i, tsFailed)
+	j.rec.TasksFailed++
+	j.rec.FramesFailed += len(t.Frames)
+	e := wire.Error{Code: wire.CodeTaskFailed, Message: "retries exhausted"}
+	if tr.Error != nil {
+		e = *tr.Error
+	}
+	ch := j.chunkOf(i)
+	for _, f := range t.Frames {
+		ch.addLines(wire.ManifestLine{Failed: &wire.FailedFrame{Index: f.Index, TaskID: t.ID, Error: e}})
+	}
+	ch.addLines(wire.ManifestLine{Task: manifestTask(t, tr, nil)})
+	j.markTask(i)
+}
+
+// addLines appends manifest lines for the chunk's next shard.
+func (ch *chunk) addLines(lines ...wire.ManifestLine) {
+	for _, l := range lines {
+		b, _ := json.Marshal(l)
+		ch.lines = append(append(ch.lines, b...), '\n')
+	}
+}
+
+// frameLines are the manifest lines of the frames r rendered of t.
+func frameLines(t *wire.Task, tr *wire.TaskRecord, r *wire.Result) []wire.ManifestLine {
+	per := 0.0
+	if len(t.Frames) > 0 {
+		per = r.GPUSeconds / float64(len(t.Frames))
+	}
+	byIndex := make(map[int]wire.FrameResult, len(r.Frames))
+	for _, f := range r.Frames {
+		byIndex[f.Index] = f
+	}
+	out := make([]wire.ManifestLine, 0, len(t.Frames))
+	for _, f := range t.Frames {
+		fr := byIndex[f.Index]
+		secs := fr.GPUSeconds
+		if secs == 0 {
+			secs = per
+		}
+		out = append(out, wire.ManifestLine{Frame: &wire.ManifestFrame{
+			Index: f.Index, Key: f.Key, Prompt: f.Prompt, Seed: f.Seed, Node: r.NodeID,
+			GPU: r.GPU, TaskID: t.ID, Attempt: tr.Run(r), RenderMS: fr.RenderMS, GPUSeconds: secs,
+			Cost: r.Price.Cost(secs),
+		}})
+	}
+	return out
 }
 
 // Bounds on the numbers a node reports for one task. The coordinator sums
@@ -322,10 +404,10 @@ func (c *Coordinator) onProgress(m *nats.Msg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j, ok := c.jobs[p.JobID]
-	if !ok || j.tasks == nil {
+	if !ok || !j.active() {
 		return
 	}
-	if i, ok := j.byID[p.TaskID]; ok && p.Stage != wire.StageDone && j.trecs[i].State == wire.TaskQueued {
+	if i, ok := j.plan.Index(p.TaskID); ok && p.Stage != wire.StageDone && j.state[i] == tsQueued {
 		if _, was := j.running[i]; !was {
 			j.running[i] = p.NodeID
 			j.notify()
@@ -357,21 +439,22 @@ func (c *Coordinator) finalizeReady() {
 func (c *Coordinator) finalize(ctx context.Context, id string) {
 	c.mu.Lock()
 	j, ok := c.jobs[id]
-	if !ok || j.tasks == nil || j.finalizing {
+	if !ok || !j.active() || j.finalizing {
 		c.mu.Unlock()
 		return
 	}
 	j.finalizing = true
-	now := c.opts.Now()
-	m := c.manifest(j, now)
 	c.mu.Unlock()
 
-	err := c.putManifest(ctx, m)
+	m, err := c.lastShards(ctx, j)
+	if err == nil {
+		err = c.putManifest(ctx, m)
+	}
 	c.mu.Lock()
 	j.finalizing = false
 	if err != nil {
 		c.mu.Unlock()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errNotLeader) {
 			return
 		}
 		c.log.Error("writing manifest failed; will retry", "job_id", id, "error", err)
@@ -379,14 +462,14 @@ func (c *Coordinator) finalize(ctx context.Context, id string) {
 		return
 	}
 	if j.rec.State != wire.JobCancelled {
-		j.rec.State = finalState(j)
+		j.rec.State = m.State
 		if j.rec.State == wire.JobFailed {
 			j.rec.Error = fmt.Sprintf("%d of %d frames failed", j.rec.FramesFailed, m.FramesTotal)
 			if j.rec.FramesFailed == 0 {
 				j.rec.Error = "the animation could not be assembled"
 			}
 		}
-		j.rec.FinishedAt = &now
+		j.rec.FinishedAt = &m.FinishedAt
 	}
 	j.rec.ManifestKey = wire.ManifestKey(id)
 	c.mu.Unlock()
@@ -396,11 +479,32 @@ func (c *Coordinator) finalize(ctx context.Context, id string) {
 	}
 	c.mu.Lock()
 	j.notify()
-	j.tasks, j.byID, j.trecs, j.running = nil, nil, nil, nil
+	j.plan, j.state, j.chunks, j.running = nil, nil, nil, nil
 	j.closeListeners()
-	state := j.rec.State
+	state, done, failed := j.rec.State, j.rec.FramesDone, j.rec.FramesFailed
 	c.mu.Unlock()
-	c.log.Info("job finished", "job_id", id, "state", state, "frames", len(m.Frames), "failed", len(m.Failed), "wall_seconds", m.WallSeconds)
+	c.log.Info("job finished", "job_id", id, "state", state, "frames", done, "failed", failed, "wall_seconds", m.WallSeconds)
+}
+
+// lastShards writes j's last manifest lines and state, then returns its
+// manifest summary, naming every shard.
+func (c *Coordinator) lastShards(ctx context.Context, j *job) (wire.Manifest, error) {
+	for {
+		if err := c.persist(ctx); err != nil {
+			return wire.Manifest{}, err
+		}
+		c.mu.Lock()
+		flushed := true
+		for _, ch := range j.chunks {
+			flushed = flushed && len(ch.lines) == 0
+		}
+		if flushed {
+			m := c.manifest(j, c.opts.Now())
+			c.mu.Unlock()
+			return m, nil
+		}
+		c.mu.Unlock()
+	}
 }
 
 // finalState is the state j ends in: cancelled, failed when frames failed,
@@ -415,8 +519,8 @@ func finalState(j *job) string {
 	return wire.JobDone
 }
 
-// manifest builds j's manifest from its task records, with the state the
-// job ends in. Call with c.mu held.
+// manifest builds j's manifest summary, with the state the job ends in:
+// the sums of its chunks and the shards they name. Call with c.mu held.
 func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 	fin := now
 	if j.rec.FinishedAt != nil {
@@ -425,77 +529,54 @@ func (c *Coordinator) manifest(j *job, now time.Time) wire.Manifest {
 	m := wire.Manifest{
 		JobID: j.rec.ID, State: finalState(j), Spec: j.rec.Spec, CreatedAt: j.rec.CreatedAt, FinishedAt: fin,
 		WallSeconds: fin.Sub(j.rec.CreatedAt).Seconds(), FramesTotal: j.rec.Spec.TotalFrames(),
-		Nodes: map[string]int{}, Frames: make([]wire.ManifestFrame, 0, j.rec.FramesDone),
+		GPUSeconds: j.rec.GPUSeconds, Cost: j.rec.Cost, Nodes: map[string]int{},
 	}
-	for i, tr := range j.trecs {
-		t := &j.tasks[i]
-		if mt, ok := manifestTask(t, &tr); ok {
-			m.Tasks = append(m.Tasks, mt)
+	for _, ch := range j.chunks {
+		m.Shards = append(m.Shards, ch.rec.Shards...)
+		for n, k := range ch.rec.Nodes {
+			m.Nodes[n] += k
 		}
-		switch {
-		case tr.State == wire.TaskDone && tr.Result != nil && t.Assemble != nil:
-			m.GPUSeconds += tr.Result.GPUSeconds
-			m.Outputs = append(m.Outputs, tr.Result.Outputs...)
-			m.Notes = append(m.Notes, tr.Result.Notes...)
-		case tr.State == wire.TaskDone && tr.Result != nil:
-			r := tr.Result
-			m.GPUSeconds += r.GPUSeconds
-			if r.Price != nil {
-				m.Cost.Add(r.Price.Cost(r.GPUSeconds), r.Price.Currency)
-			}
-			per := r.GPUSeconds / float64(len(t.Frames))
-			byIndex := map[int]wire.FrameResult{}
-			for _, f := range r.Frames {
-				byIndex[f.Index] = f
-			}
-			for _, f := range t.Frames {
-				fr := byIndex[f.Index]
-				secs := fr.GPUSeconds
-				if secs == 0 {
-					secs = per
+		for i, tr := range ch.extra {
+			if tr.Renders > 1 {
+				if m.Rerendered == nil {
+					m.Rerendered = map[string]int{}
 				}
-				m.Frames = append(m.Frames, wire.ManifestFrame{
-					Index: f.Index, Key: f.Key, Prompt: f.Prompt, Seed: f.Seed, Node: r.NodeID,
-					GPU: r.GPU, TaskID: t.ID, Attempt: tr.Run(r), RenderMS: fr.RenderMS, GPUSeconds: secs,
-					Cost: r.Price.Cost(secs),
-				})
-				m.Nodes[r.NodeID]++
+				m.Rerendered[tr.ID] = tr.Renders
 			}
-		case tr.State == wire.TaskFailed:
-			e := wire.Error{Code: wire.CodeTaskFailed, Message: "retries exhausted"}
-			if tr.Error != nil {
-				e = *tr.Error
+			if !j.plan.IsAssemble(i) {
+				continue
 			}
-			if t.Assemble != nil {
-				m.Notes = append(m.Notes, "animation: "+e.Message)
-			}
-			for _, f := range t.Frames {
-				m.Failed = append(m.Failed, wire.FailedFrame{Index: f.Index, TaskID: t.ID, Error: e})
+			switch {
+			case tr.State == wire.TaskDone && tr.Result != nil:
+				m.Outputs = append(m.Outputs, tr.Result.Outputs...)
+				m.Notes = append(m.Notes, tr.Result.Notes...)
+			case tr.State == wire.TaskFailed && tr.Error != nil:
+				m.Notes = append(m.Notes, "animation: "+tr.Error.Message)
+			case tr.State == wire.TaskFailed:
+				m.Notes = append(m.Notes, "animation: retries exhausted")
 			}
 		}
 	}
 	if m.State == wire.JobCancelled {
-		m.Notes = append(m.Notes, fmt.Sprintf("cancelled: the %d frames rendered before the cancel are listed; frames of tasks still rendering then are deleted", len(m.Frames)))
+		m.Notes = append(m.Notes, fmt.Sprintf("cancelled: the %d frames rendered before the cancel are listed; frames of tasks still rendering then are deleted", j.rec.FramesDone))
 	}
-	sort.Slice(m.Frames, func(a, b int) bool { return m.Frames[a].Index < m.Frames[b].Index })
-	if len(m.Frames) > 0 && m.Cost.Currency != "" {
-		m.CostPerImage = m.Cost.Amount / float64(len(m.Frames))
+	if j.rec.FramesDone > 0 && m.Cost.Currency != "" {
+		m.CostPerImage = m.Cost.Amount / float64(j.rec.FramesDone)
 	}
 	return m
 }
 
-// manifestTask records a task that ran to an end (done or failed).
-func manifestTask(t *wire.Task, tr *wire.TaskRecord) (wire.ManifestTask, bool) {
-	if tr.State != wire.TaskDone && tr.State != wire.TaskFailed {
-		return wire.ManifestTask{}, false
-	}
-	mt := wire.ManifestTask{ID: t.ID, State: tr.State, Node: tr.Node, Attempt: tr.PriorRuns,
-		Renders: tr.Renders, FailedNodes: tr.FailedNodes, Error: tr.Error}
+// manifestTask is the manifest's record of a task that ran to an end: done
+// by r, or failed (r nil).
+func manifestTask(t *wire.Task, tr *wire.TaskRecord, r *wire.Result) *wire.ManifestTask {
+	mt := &wire.ManifestTask{ID: t.ID, State: wire.TaskFailed, Node: tr.Node, Attempt: tr.PriorRuns,
+		FailedNodes: tr.FailedNodes, Error: tr.Error}
 	if len(t.Frames) > 0 {
 		mt.Frames = [2]int{t.Frames[0].Index, t.Frames[len(t.Frames)-1].Index}
 	}
-	if r := tr.Result; r != nil && tr.State == wire.TaskDone {
+	if r != nil {
+		mt.State, mt.Node, mt.Error, mt.Renders = wire.TaskDone, r.NodeID, nil, 1
 		mt.Attempt, mt.StartedAt, mt.FinishedAt, mt.Timings = tr.Run(r), r.StartedAt, r.FinishedAt, r.Timings
 	}
-	return mt, true
+	return mt
 }

@@ -44,14 +44,15 @@ func FuzzApplyResults(f *testing.F) {
 	f.Add([]byte(`{"task_id":"j1-f000002-000003","job_id":"j1","error":{"code":"cancelled"},"gpu_seconds":-1}`))
 	spec := wire.JobSpec{Model: "sd15", Prompts: []string{"a", "b", "c", "d", "e"}, FramesPerTask: 2}
 	spec.Normalize()
-	tasks, err := wire.Split("j1", spec)
+	plan, err := wire.NewPlan("j1", spec)
 	if err != nil {
 		f.Fatal(err)
 	}
+	n := plan.Len()
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	metrics := NewMetrics()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		j := newJob(wire.JobRecord{ID: "j1", Spec: spec, State: wire.JobQueued, Tasks: len(tasks), Published: len(tasks), CreatedAt: now}, tasks)
+		j := newJob(wire.JobRecord{ID: "j1", Spec: spec, State: wire.JobQueued, Tasks: n, Published: n, CreatedAt: now}, plan)
 		c := &Coordinator{log: hclog.NewNullLogger(), metrics: metrics, jobs: map[string]*job{"j1": j},
 			failures: map[string]map[string][]time.Time{},
 			opts:     Options{MaxNodeFailures: 3, ExcludeAfter: 1 << 30, ExcludeWindow: time.Hour, Now: func() time.Time { return now }}}
@@ -61,27 +62,41 @@ func FuzzApplyResults(f *testing.F) {
 		}
 		finished := c.applyResults(msgs)
 
-		done, failedTasks, framesDone := 0, 0, 0
-		for i, tr := range j.trecs {
-			switch tr.State {
-			case wire.TaskDone:
+		// The counts agree with the task states, and every ended task left
+		// its lines for the manifest: a line per frame and one for the task.
+		done, failedTasks, framesDone, lines := 0, 0, 0, 0
+		for i, s := range j.state {
+			switch s {
+			case tsDone:
 				done++
-				framesDone += len(j.tasks[i].Frames)
-				if tr.Result == nil || checkFrames(&j.tasks[i], tr.Result) != nil {
-					t.Fatalf("task %s is done with result %+v", tr.ID, tr.Result)
-				}
-			case wire.TaskFailed:
+				framesDone += plan.FrameCount(i)
+				lines += plan.FrameCount(i) + 1
+			case tsFailed:
 				failedTasks++
+				lines += plan.FrameCount(i) + 1
 			}
-			if _, err := json.Marshal(tr); err != nil {
-				t.Fatalf("task record %s does not encode: %v", tr.ID, err)
+		}
+		for _, ch := range j.chunks {
+			if _, err := json.Marshal(ch.rec); err != nil {
+				t.Fatalf("chunk record does not encode: %v", err)
+			}
+			if got := bytes.Count(ch.lines, []byte("\n")); got != lines {
+				t.Fatalf("%d manifest lines for %d done and %d failed tasks of %d frames; want %d", got, done, failedTasks, framesDone, lines)
+			}
+			for l := range bytes.SplitSeq(bytes.TrimSuffix(ch.lines, []byte("\n")), []byte("\n")) {
+				if len(l) > 0 && !json.Valid(l) {
+					t.Fatalf("manifest line %q is not JSON", l)
+				}
+			}
+			if got := ch.rec.DoneCount(); got != done {
+				t.Fatalf("chunk has %d done bits, %d tasks done", got, done)
 			}
 		}
 		if j.rec.TasksDone != done || j.rec.TasksFailed != failedTasks || j.rec.FramesDone != framesDone {
 			t.Fatalf("record counts %d done, %d failed, %d frames; task records %d, %d, %d",
 				j.rec.TasksDone, j.rec.TasksFailed, j.rec.FramesDone, done, failedTasks, framesDone)
 		}
-		if ended := done+failedTasks == len(tasks); ended != (len(finished) == 1) {
+		if ended := done+failedTasks == n; ended != (len(finished) == 1) {
 			t.Fatalf("all tasks ended %v, finished jobs %v", ended, finished)
 		}
 		rec, err := json.Marshal(j.rec)

@@ -55,7 +55,7 @@ func (c *Coordinator) status(j *job, detail bool) wire.JobStatus {
 		GPUSeconds: r.GPUSeconds, Cost: r.Cost, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt, Error: r.Error,
 		ManifestKey: r.ManifestKey, LateResults: r.LateResults,
 	}
-	if j.tasks != nil && !wire.JobFinished(r.State) {
+	if j.active() && !wire.JobFinished(r.State) {
 		st.TasksRunning = len(j.running)
 		st.TasksWaiting = r.Tasks - r.TasksDone - r.TasksFailed - st.TasksRunning
 	}
@@ -66,32 +66,41 @@ func (c *Coordinator) status(j *job, detail bool) wire.JobStatus {
 	return st
 }
 
+// maxListedQueued bounds the queued tasks a job's view lists (a big job
+// has hundreds of thousands); the others are all listed.
+const maxListedQueued = 1000
+
 // taskStatuses lists j's tasks for the API: unfinished and failed ones, or
 // all with all. Call with c.mu held.
 func (c *Coordinator) taskStatuses(j *job, all bool) []wire.TaskStatus {
 	var out []wire.TaskStatus
-	for i, tr := range j.trecs {
-		if !all && tr.State == wire.TaskDone {
+	queued := 0
+	for i, s := range j.state {
+		if !all && s == tsDone {
 			continue
 		}
-		out = append(out, taskStatus(&j.tasks[i], tr, j.running[i]))
+		_, running := j.running[i]
+		if !all && s == tsQueued && !running {
+			if queued++; queued > maxListedQueued {
+				continue
+			}
+		}
+		first, last, _ := j.plan.FrameRange(i)
+		out = append(out, taskStatus(j.record(i), [2]int{first, last}, j.plan.IsAssemble(i), j.running[i]))
 	}
 	return out
 }
 
-func taskStatus(t *wire.Task, tr wire.TaskRecord, runningOn string) wire.TaskStatus {
+func taskStatus(tr wire.TaskRecord, frames [2]int, assemble bool, runningOn string) wire.TaskStatus {
 	ts := wire.TaskStatus{
-		ID: t.ID, State: tr.State, Attempt: tr.Attempt, Node: tr.Node,
-		FailedNodes: tr.FailedNodes, Error: tr.Error,
-	}
-	if len(t.Frames) > 0 {
-		ts.Frames = [2]int{t.Frames[0].Index, t.Frames[len(t.Frames)-1].Index}
+		ID: tr.ID, State: tr.State, Attempt: tr.Attempt, Node: tr.Node,
+		FailedNodes: tr.FailedNodes, Error: tr.Error, Frames: frames,
 	}
 	if runningOn != "" && tr.State == wire.TaskQueued {
 		ts.State = wire.TaskRunning
 		ts.Node = runningOn
 	}
-	if t.Assemble != nil && tr.State == wire.TaskQueued && runningOn == "" {
+	if assemble && tr.State == wire.TaskQueued && runningOn == "" {
 		ts.Why = "assembles the animation once every frame is done"
 	}
 	if tr.State == wire.TaskRetryWait && tr.NotBefore != nil && tr.Error != nil {
@@ -101,19 +110,17 @@ func taskStatus(t *wire.Task, tr wire.TaskRecord, runningOn string) wire.TaskSta
 }
 
 // storedTasks lists a finished job's tasks from its manifest (its task
-// records left etcd when it ended): the failed ones, or all with all.
+// state left etcd when it ended): the failed ones, or all with all.
 func (c *Coordinator) storedTasks(ctx context.Context, id string, all bool) ([]wire.TaskStatus, error) {
-	m, err := c.readManifest(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	var out []wire.TaskStatus
-	for _, mt := range m.Tasks {
-		if !all && mt.State == wire.TaskDone {
-			continue
+	_, err := c.eachManifestLine(ctx, id, func(l wire.ManifestLine) error {
+		mt := l.Task
+		if mt == nil || (!all && mt.State == wire.TaskDone) {
+			return nil
 		}
 		out = append(out, wire.TaskStatus{ID: mt.ID, State: mt.State, Attempt: mt.Attempt, Frames: mt.Frames,
 			Node: mt.Node, FailedNodes: mt.FailedNodes, Error: mt.Error})
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }

@@ -50,14 +50,14 @@ func (c *Coordinator) waitReasons(ctx context.Context, id string) ([]string, err
 // waitQueryLocked gathers a waitQuery for job id. Call with c.mu held.
 func (c *Coordinator) waitQueryLocked(id string) (waitQuery, bool) {
 	j, ok := c.jobs[id]
-	if !ok || j.tasks == nil || wire.JobFinished(j.rec.State) {
+	if !ok || !j.active() || wire.JobFinished(j.rec.State) {
 		return waitQuery{}, false
 	}
 	q := waitQuery{class: j.rec.Class, need: j.rec.VRAMBytes, kind: wire.FailureKind(j.rec.Spec.Kind, j.rec.Spec.Model)}
 	q.waiting = waitingTasks(j)
 	rank := priorityRank(j.rec.Spec.Priority)
 	for _, o := range c.jobs {
-		if o == j || o.tasks == nil || wire.JobFinished(o.rec.State) || o.rec.Class != j.rec.Class {
+		if o == j || !o.active() || wire.JobFinished(o.rec.State) || o.rec.Class != j.rec.Class {
 			continue
 		}
 		or := priorityRank(o.rec.Spec.Priority)
@@ -70,8 +70,8 @@ func (c *Coordinator) waitQueryLocked(id string) (waitQuery, bool) {
 
 func waitingTasks(j *job) int {
 	n := 0
-	for i, tr := range j.trecs {
-		if _, run := j.running[i]; !run && (tr.State == wire.TaskQueued || tr.State == wire.TaskRetryWait) {
+	for i, s := range j.state {
+		if _, run := j.running[i]; !run && (s == tsQueued || s == tsRetryWait) {
 			n++
 		}
 	}

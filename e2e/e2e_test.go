@@ -300,7 +300,7 @@ func TestFarm_InvalidJobRefusedWhole(t *testing.T) {
 	if info.State.Msgs != 0 || info.State.LastSeq != 0 {
 		t.Errorf("TASKS stream: %d messages, last sequence %d; want never written", info.State.Msgs, info.State.LastSeq)
 	}
-	for _, prefix := range []string{wire.JobsPrefix, wire.TasksPrefix} {
+	for _, prefix := range []string{wire.JobsPrefix, wire.ChunksPrefix} {
 		if n := f.countKeys(t, prefix); n != 0 {
 			t.Errorf("%d etcd keys under %s", n, prefix)
 		}

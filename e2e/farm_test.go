@@ -342,11 +342,14 @@ func (f *farm) object(t testing.TB, key string) []byte {
 	return data
 }
 
-// manifest reads the job's manifest straight from S3.
+// manifest reads the job's manifest, summary and shards, straight from S3.
 func (f *farm) manifest(t testing.TB, job string) wire.Manifest {
 	t.Helper()
-	var m wire.Manifest
-	if err := json.Unmarshal(f.object(t, wire.ManifestKey(job)), &m); err != nil {
+	open := func(ctx context.Context, key string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(f.object(t, key))), nil
+	}
+	m, err := wire.ReadManifest(context.Background(), open, job)
+	if err != nil {
 		t.Fatalf("manifest of %s: %v", job, err)
 	}
 	return m

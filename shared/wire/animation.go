@@ -91,8 +91,8 @@ func (s *JobSpec) validateAnimation(fe *FieldErrors) {
 	if s.InitImage != "" || s.Mask != "" || s.Outpaint != nil || s.Strength != 0 {
 		fe.add("init_image", "image inputs are not supported in animations")
 	}
-	if s.Frames < MinAnimationFrames || s.Frames > MaxFrames {
-		fe.add("frames", "%d outside %d..%d", s.Frames, MinAnimationFrames, MaxFrames)
+	if s.Frames < MinAnimationFrames || s.Frames > MaxAnimationFrames {
+		fe.add("frames", "%d outside %d..%d", s.Frames, MinAnimationFrames, MaxAnimationFrames)
 	}
 	if s.FPS < 1 || s.FPS > MaxFPS {
 		fe.add("fps", "%d outside 1..%d", s.FPS, MaxFPS)
@@ -208,25 +208,6 @@ func (s *JobSpec) frameLevel(index int, keys map[int]bool) int {
 		return 3
 	}
 	return 4
-}
-
-// orderCoarseToFine sorts an animation's chunks by the coarsest frame each
-// holds, so that a job half done already shows the whole motion; chunks of
-// one level stay in frame order.
-func (s *JobSpec) orderCoarseToFine(tasks []Task) {
-	keys := make(map[int]bool, len(s.Keyframes))
-	for _, k := range s.Keyframes {
-		keys[k.Frame] = true
-	}
-	level := make(map[string]int, len(tasks))
-	for _, t := range tasks {
-		l := 4
-		for _, f := range t.Frames {
-			l = min(l, s.frameLevel(f.Index, keys))
-		}
-		level[t.ID] = l
-	}
-	sort.SliceStable(tasks, func(a, b int) bool { return level[tasks[a].ID] < level[tasks[b].ID] })
 }
 
 // assembleTask is the task that builds the animation once every frame is

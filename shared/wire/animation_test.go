@@ -87,7 +87,7 @@ func TestAnimation_KeyOverrides(t *testing.T) {
 
 func TestAnimation_Validate(t *testing.T) {
 	s := animationSpec(t)
-	s.Frames = MaxFrames + 1
+	s.Frames = MaxAnimationFrames + 1
 	s.FPS = 0
 	s.Easing = "bounce"
 	s.Embeddings = "nearest"

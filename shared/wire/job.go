@@ -44,13 +44,17 @@ const (
 	MaxFramesPerTask     = 64
 	MaxRetriesLimit      = 10
 	// MinSize and MaxSize bound an image side, rendered or given as input.
-	MinSize        = media.MinInputSide
-	MaxSize        = media.MaxInputSide
-	MaxSteps       = 150
-	MaxCFGScale    = 30
-	MaxClipSkip    = 12
-	MaxFrames      = 100000
-	MaxPromptBytes = 4096
+	MinSize     = media.MinInputSide
+	MaxSize     = media.MaxInputSide
+	MaxSteps    = 150
+	MaxCFGScale = 30
+	MaxClipSkip = 12
+	// MaxFrames bounds a batch: frame indices have FrameIndexDigits
+	// digits. MaxAnimationFrames bounds an animation, whose frames are all
+	// assembled by one task.
+	MaxFrames          = 1000000
+	MaxAnimationFrames = 100000
+	MaxPromptBytes     = 4096
 	// MaxSeed keeps seeds exactly representable as JSON numbers everywhere.
 	MaxSeed = 1<<53 - 1
 	// MaxSpecBytes bounds an encoded spec (it is stored in one etcd value).

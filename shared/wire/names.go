@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -80,8 +81,9 @@ const (
 	NodesPrefix = EtcdRoot + "nodes/"
 	// JobsPrefix holds one JobRecord per job.
 	JobsPrefix = EtcdRoot + "jobs/"
-	// TasksPrefix holds TaskRecords: TasksPrefix + job + "/" + task.
-	TasksPrefix = EtcdRoot + "tasks/"
+	// ChunksPrefix holds an active job's task state, one ChunkRecord per
+	// ChunkTasks tasks: ChunksPrefix + job + "/" + chunk number.
+	ChunksPrefix = EtcdRoot + "chunks/"
 	// CancelledPrefix holds a key per cancelled job; nodes check it before
 	// starting a task and may watch it.
 	CancelledPrefix = EtcdRoot + "cancelled/"
@@ -98,11 +100,11 @@ func NodeKey(node string) string { return NodesPrefix + node }
 // JobKey is the etcd key of job's record.
 func JobKey(job string) string { return JobsPrefix + job }
 
-// TaskKey is the etcd key of a task's record.
-func TaskKey(job, task string) string { return TasksPrefix + job + "/" + task }
+// ChunkKey is the etcd key of chunk n of job's task state.
+func ChunkKey(job string, n int) string { return fmt.Sprintf("%s%06d", JobChunksPrefix(job), n) }
 
-// JobTasksPrefix is the prefix of every task record of job.
-func JobTasksPrefix(job string) string { return TasksPrefix + job + "/" }
+// JobChunksPrefix is the prefix of every chunk record of job.
+func JobChunksPrefix(job string) string { return ChunksPrefix + job + "/" }
 
 // CancelledKey is the etcd key marking job cancelled.
 func CancelledKey(job string) string { return CancelledPrefix + job }
@@ -126,11 +128,40 @@ func FrameKey(job string, index int) string {
 	return fmt.Sprintf("jobs/%s/frames/%0*d.png", job, FrameIndexDigits, index)
 }
 
+// ParseFrameKey is the frame index of a key of job's frames (FrameKey).
+func ParseFrameKey(job, key string) (int, bool) {
+	rest, ok := strings.CutPrefix(key, FramesPrefix(job))
+	if !ok {
+		return 0, false
+	}
+	digits, ok := strings.CutSuffix(rest, ".png")
+	if !ok || len(digits) != FrameIndexDigits {
+		return 0, false
+	}
+	i, err := strconv.Atoi(digits)
+	if err != nil || i < 0 {
+		return 0, false
+	}
+	return i, true
+}
+
 // FramesPrefix is the S3 prefix of every frame of job.
 func FramesPrefix(job string) string { return JobObjectsPrefix(job) + "frames/" }
 
-// ManifestKey is the S3 key of job's manifest.
+// ManifestKey is the S3 key of job's manifest: its summary, naming the
+// shards that list its frames and tasks.
 func ManifestKey(job string) string { return JobObjectsPrefix(job) + "manifest.json" }
+
+// ManifestShardKey is the S3 key of a shard of job's manifest (JSON Lines of
+// ManifestLine): shard seq of task chunk n, written by the leader of term
+// (its election revision), so that a deposed leader's late write never
+// lands on a shard its successor recorded.
+func ManifestShardKey(job string, n int, term int64, seq int) string {
+	return fmt.Sprintf("%sc%06d-t%d-s%04d.jsonl", ManifestShardsPrefix(job), n, term, seq)
+}
+
+// ManifestShardsPrefix is the S3 prefix of job's manifest shards.
+func ManifestShardsPrefix(job string) string { return JobObjectsPrefix(job) + "manifest/" }
 
 // JobObjectsPrefix holds every S3 object of a job: frames, outputs and the
 // manifest (its inputs are content-addressed and shared between jobs).

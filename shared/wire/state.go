@@ -91,8 +91,9 @@ func (c Cost) String() string {
 	return fmt.Sprintf("%.4f %s", c.Amount, c.Currency)
 }
 
-// TaskRecord is a task's state at TaskKey(job, task), written when the
-// coordinator learns something about the task.
+// TaskRecord is the state of a task with more to say than done or queued
+// (failed, waiting for a retry, retried, rendered twice, an animation's
+// assembly), kept in its ChunkRecord.
 type TaskRecord struct {
 	ID      string `json:"id"`
 	State   string `json:"state"`
@@ -234,8 +235,8 @@ type APIErrorBody struct {
 	Leader string `json:"leader,omitempty"`
 }
 
-// Manifest is written to ManifestKey(job) when a job finishes. Frames lists
-// every rendered frame exactly once, by index.
+// Manifest is written to ManifestKey(job) when a job finishes. Its frames
+// list every rendered frame exactly once.
 type Manifest struct {
 	JobID       string    `json:"job_id"`
 	State       string    `json:"state"`
@@ -246,11 +247,18 @@ type Manifest struct {
 	GPUSeconds  float64   `json:"gpu_seconds"`
 	// Cost is the job's priced device time, CostPerImage that over the
 	// rendered frames.
-	Cost         Cost            `json:"cost,omitzero"`
-	CostPerImage float64         `json:"cost_per_image,omitempty"`
-	FramesTotal  int             `json:"frames_total"`
-	Frames       []ManifestFrame `json:"frames"`
-	Failed       []FailedFrame   `json:"failed,omitempty"`
+	Cost         Cost    `json:"cost,omitzero"`
+	CostPerImage float64 `json:"cost_per_image,omitempty"`
+	FramesTotal  int     `json:"frames_total"`
+	// Frames, Failed and Tasks are in the shards (JSON Lines of
+	// ManifestLine, see EachManifestLine); the object at ManifestKey holds
+	// the rest and names the shards. ReadManifest fills them in.
+	Frames []ManifestFrame `json:"frames,omitempty"`
+	Failed []FailedFrame   `json:"failed,omitempty"`
+	Shards []string        `json:"shards,omitempty"`
+	// Rerendered counts, for each task rendered more than once, its
+	// renders; the shards' task lines say 1.
+	Rerendered map[string]int `json:"rerendered,omitempty"`
 	// Nodes counts frames per node.
 	Nodes map[string]int `json:"nodes"`
 	// Outputs are the files assembled from the frames (an animation's GIF
