@@ -3,9 +3,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -16,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latentfarm/latentfarm/client"
+	"github.com/latentfarm/latentfarm/shared/farmtest"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // benchEnv reads an integer setting of the benchmark from the environment.
@@ -52,7 +58,20 @@ func TestFarmBench(t *testing.T) {
 	out := os.Getenv("BENCH_OUT")
 
 	f := newFarm(t)
-	c := f.startCoordinator(t)
+	// BENCH_COORDINATOR=child runs the coordinator in a process of its
+	// own, so that its heap is measured alone (from its /metrics).
+	var cli *client.Client
+	var metricsURL string
+	if os.Getenv("BENCH_COORDINATOR") == "child" {
+		var start func() *exec.Cmd
+		var leading func() bool
+		cli, start, leading = f.childCoordinator(t)
+		start()
+		farmtest.Eventually(t, 20*time.Second, leading)
+		metricsURL = cli.URL() + "/metrics"
+	} else {
+		cli = f.startCoordinator(t).cli
+	}
 	for i := range nodes {
 		f.startNode(t, f.nodeOptions(t, fmt.Sprintf("bench-%02d", i), 8, delay))
 	}
@@ -66,6 +85,7 @@ func TestFarmBench(t *testing.T) {
 	}
 	peak := newPeakMem()
 	defer peak.stop()
+	state := f.sampleState(t, metricsURL)
 
 	spec := benchSpec(t, frames, fpt)
 	normal := spec
@@ -74,7 +94,7 @@ func TestFarmBench(t *testing.T) {
 
 	self0, kids0 := cpuTime(t)
 	start := time.Now()
-	st, err := c.cli.Submit(ctx, spec)
+	st, err := cli.Submit(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +102,7 @@ func TestFarmBench(t *testing.T) {
 	heapDone := out == ""
 	var final wire.JobStatus
 	for {
-		final, err = c.cli.Job(ctx, st.ID, "none")
+		final, err = cli.Job(ctx, st.ID, "none")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,6 +121,7 @@ func TestFarmBench(t *testing.T) {
 	self1, kids1 := cpuTime(t)
 	cpu, kids := self1+kids1-self0-kids0, kids1-kids0
 	peakHeap, peakRSS := peak.stop()
+	st8 := state.stop()
 	if final.State != wire.JobDone || final.FramesDone != frames {
 		t.Fatalf("bench job ended %s with %d/%d frames: %s", final.State, final.FramesDone, frames, final.Error)
 	}
@@ -110,7 +131,7 @@ func TestFarmBench(t *testing.T) {
 	}
 
 	queue, gaps := f.dispatchTimes(t, st.ID)
-	idle := f.idleProbes(t, c, probes)
+	idle := f.idleProbes(t, cli, probes)
 
 	t.Logf("farm bench: %s of %d frames, %d nodes, %d frames per task (%d tasks), load-test delay %s",
 		normal.Kind, frames, nodes, fpt, final.TasksTotal, delay)
@@ -134,6 +155,12 @@ func TestFarmBench(t *testing.T) {
 		pct(queue, 50), pct(queue, 99))
 	t.Logf("RESULT memory (whole process: coordinator, %d nodes, NATS, etcd): heap in use %s before, peak %s; peak RSS %s",
 		nodes, mib(base.heap), mib(peakHeap), mib(peakRSS))
+	if metricsURL != "" {
+		t.Logf("RESULT coordinator process alone: peak heap in use %s, peak RSS %s (from its /metrics every 500 ms)",
+			mib(st8.coordHeap), mib(st8.coordRSS))
+	}
+	t.Logf("RESULT etcd during the job: at most %d keys under %s; database at most %s (%s in use); at the end %s (%s in use)",
+		st8.keys, wire.EtcdRoot, mib(st8.dbSize), mib(st8.dbInUse), mib(st8.endSize), mib(st8.endInUse))
 }
 
 // benchSpec is the benchmark's job: a batch of about frames images over 20
@@ -182,12 +209,12 @@ func (f *farm) dispatchTimes(t *testing.T, job string) (queue, gaps []time.Durat
 
 // idleProbes submits n one-frame jobs, 20 ms apart, to the idle farm and
 // returns each task's time from publish to start.
-func (f *farm) idleProbes(t *testing.T, c *coord, n int) []time.Duration {
+func (f *farm) idleProbes(t *testing.T, cli *client.Client, n int) []time.Duration {
 	t.Helper()
 	ctx := context.Background()
 	var ids []string
 	for i := range n {
-		st, err := c.cli.Submit(ctx, batch("probe", []string{fmt.Sprintf("probe %d", i)}, 1, 1))
+		st, err := cli.Submit(ctx, batch("probe", []string{fmt.Sprintf("probe %d", i)}, 1, 1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +223,7 @@ func (f *farm) idleProbes(t *testing.T, c *coord, n int) []time.Duration {
 	}
 	var out []time.Duration
 	for _, id := range ids {
-		waitJob(t, c.cli, id, 30*time.Second)
+		waitJob(t, cli, id, 30*time.Second)
 		ts := f.manifest(t, id).Tasks
 		if len(ts) != 1 {
 			t.Fatalf("probe %s: the manifest records %d tasks", id, len(ts))
@@ -336,4 +363,93 @@ func writeHeap(t *testing.T, path string) {
 	if err := pprof.Lookup("heap").WriteTo(fh, 0); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// stateSampler samples, every 500 ms, the etcd keys and database size of
+// the farm and, given a metrics URL, the coordinator's heap and RSS, and
+// keeps the peaks.
+type stateSampler struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+	statePeaks
+}
+
+type statePeaks struct {
+	keys                               int64
+	dbSize, dbInUse, endSize, endInUse uint64
+	coordHeap, coordRSS                uint64
+}
+
+func (f *farm) sampleState(t *testing.T, metricsURL string) *stateSampler {
+	s := &stateSampler{done: make(chan struct{})}
+	endpoint := f.etcdConfig().Endpoints[0]
+	sample := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if resp, err := f.etc.Get(ctx, wire.EtcdRoot, clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+			s.keys = max(s.keys, resp.Count)
+		}
+		if st, err := f.etc.Status(ctx, endpoint); err == nil {
+			s.dbSize, s.dbInUse = max(s.dbSize, uint64(st.DbSize)), max(s.dbInUse, uint64(st.DbSizeInUse))
+			s.endSize, s.endInUse = uint64(st.DbSize), uint64(st.DbSizeInUse)
+		}
+		if metricsURL != "" {
+			heap, rss := coordinatorMemory(ctx, metricsURL)
+			s.coordHeap, s.coordRSS = max(s.coordHeap, heap), max(s.coordRSS, rss)
+		}
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sample()
+			select {
+			case <-s.done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *stateSampler) stop() statePeaks {
+	s.once.Do(func() { close(s.done) })
+	s.wg.Wait()
+	return s.statePeaks
+}
+
+// coordinatorMemory reads go_memstats_heap_inuse_bytes and
+// process_resident_memory_bytes from a coordinator's /metrics.
+func coordinatorMemory(ctx context.Context, url string) (heap, rss uint64) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "go_memstats_heap_inuse_bytes":
+			heap = uint64(n)
+		case "process_resident_memory_bytes":
+			rss = uint64(n)
+		}
+	}
+	return heap, rss
 }

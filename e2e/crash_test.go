@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -20,27 +21,9 @@ import (
 // and finishes the job with every frame rendered exactly once.
 func TestFarm_CoordinatorSIGKILLResumesExactlyOnce(t *testing.T) {
 	f := newFarm(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	spec, err := json.Marshal(childCoordinator{NATS: f.natsConfig(), Etcd: f.etcdConfig(), S3: f.s3Config(),
-		Token: f.token, Listen: addr, StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := client.New(client.Options{URL: "http://" + addr, Token: f.token})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli, start, leading := f.childCoordinator(t)
 	ctx := context.Background()
-	leading := func() bool {
-		lead, _, err := cli.Health(ctx)
-		return err == nil && lead
-	}
-	first := farmtest.StartSelf(t, envChildCoordinator, string(spec))
+	first := start()
 	farmtest.Eventually(t, 20*time.Second, leading)
 	for _, id := range []string{"k1", "k2", "k3"} {
 		f.startNode(t, f.nodeOptions(t, id, 8, 20*time.Millisecond))
@@ -65,7 +48,7 @@ func TestFarm_CoordinatorSIGKILLResumesExactlyOnce(t *testing.T) {
 	}
 
 	restarted := time.Now()
-	farmtest.StartSelf(t, envChildCoordinator, string(spec))
+	start()
 	farmtest.Eventually(t, 20*time.Second, leading)
 	took := time.Since(restarted)
 	if took > 3*time.Second {
@@ -77,4 +60,32 @@ func TestFarm_CoordinatorSIGKILLResumesExactlyOnce(t *testing.T) {
 	}
 	f.checkComplete(t, st.ID, 240)
 	t.Logf("killed with %d frames in S3; led again %s after the restart", before, took.Round(time.Millisecond))
+}
+
+// childCoordinator prepares a coordinator in a child process of the test
+// binary (runChildCoordinator), with its own state folder, and returns a
+// client of its API, a function that starts it (again), and one that
+// reports whether it leads.
+func (f *farm) childCoordinator(t testing.TB) (cli *client.Client, start func() *exec.Cmd, leading func() bool) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	spec, err := json.Marshal(childCoordinator{NATS: f.natsConfig(), Etcd: f.etcdConfig(), S3: f.s3Config(),
+		Token: f.token, Listen: addr, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cli, err = client.New(client.Options{URL: "http://" + addr, Token: f.token}); err != nil {
+		t.Fatal(err)
+	}
+	start = func() *exec.Cmd { return farmtest.StartSelf(t, envChildCoordinator, string(spec)) }
+	leading = func() bool {
+		lead, _, err := cli.Health(context.Background())
+		return err == nil && lead
+	}
+	return cli, start, leading
 }
