@@ -23,7 +23,7 @@ mkdir -p "$out"
 export BENCH_OUT=$out
 
 echo "farm bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), data in ${TMPDIR:-/tmp}" >&2
-"$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout 30m -v ./e2e 2>&1 | tee "$out/bench.log" |
+"$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout "${BENCH_TIMEOUT:-30m}" -v ./e2e 2>&1 | tee "$out/bench.log" |
   grep -E 'farm bench:|RESULT|FAIL|panic' | sed -e 's/^ *bench_test.go:[0-9]*: //'
 grep -q '^--- PASS: TestFarmBench' "$out/bench.log" || { echo "bench failed: see $out/bench.log" >&2; exit 1; }
 
