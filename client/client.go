@@ -239,10 +239,12 @@ func (c *Client) Files(ctx context.Context, id string) (wire.FileList, error) {
 	return out, err
 }
 
-// Manifest returns a finished job's manifest through the coordinator.
+// Manifest returns a finished job's manifest through the coordinator,
+// whole and sorted by frame index.
 func (c *Client) Manifest(ctx context.Context, id string) (wire.Manifest, error) {
 	var out wire.Manifest
 	err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/manifest", nil, &out)
+	out.Sort()
 	return out, err
 }
 
@@ -262,41 +264,54 @@ func (c *Client) Health(ctx context.Context) (leader bool, leaderURL string, err
 	return out.Leader, out.LeaderURL, err
 }
 
-// Endpoint is where the coordinator's API answers and the token it takes.
+// Endpoint is where the coordinator's API answers, the token it takes and
+// how to verify it when it serves HTTPS. Options makes a client of it.
 type Endpoint struct {
 	URL   string `json:"url,omitempty"`
 	Token string `json:"token,omitempty"`
+	// TLS verifies an HTTPS coordinator: CA and client certificate files,
+	// and the farm's CA (PEM) that farm up's credentials carry.
+	TLS connect.TLSFiles `json:"tls,omitzero"`
 }
 
-// Resolve finds the coordinator's URL and token by the rule every farm
-// command follows. Each comes from the first of: given (the command line),
-// the environment (FARM_URL, FARM_TOKEN), config (a config file), the
-// credentials file that farm up writes in dataDir (empty: $FARM_DATA, else
-// ./farm-data). A missing credentials file is an error only when one of the
-// two is still missing.
+// Options are the options of a client of e.
+func (e Endpoint) Options() Options { return Options{URL: e.URL, Token: e.Token, TLS: e.TLS} }
+
+// Resolve finds the coordinator's URL, token and TLS files by the rule
+// every farm command follows. Each comes from the first of: given (the
+// command line), the environment (FARM_URL, FARM_TOKEN, FARM_CA,
+// FARM_CERT, FARM_KEY), config (a config file), the credentials file that
+// farm up writes in dataDir (empty: $FARM_DATA, else ./farm-data). The
+// credentials' CA, the farm's when it serves TLS, is trusted besides any
+// CA file. A missing or unreadable credentials file is an error only when
+// the URL or the token is still missing.
 func Resolve(given, config Endpoint, dataDir string) (Endpoint, error) {
-	env := Endpoint{URL: os.Getenv("FARM_URL"), Token: os.Getenv("FARM_TOKEN")}
-	layers := []Endpoint{given, env, config}
-	var e Endpoint
-	pick := func() {
-		for _, l := range layers {
-			e.URL = cmp.Or(e.URL, l.URL)
-			e.Token = cmp.Or(e.Token, l.Token)
-		}
-	}
-	if pick(); e.URL != "" && e.Token != "" {
-		return e, nil
-	}
+	env := Endpoint{URL: os.Getenv("FARM_URL"), Token: os.Getenv("FARM_TOKEN"),
+		TLS: connect.TLSFiles{CAFile: os.Getenv("FARM_CA"), CertFile: os.Getenv("FARM_CERT"), KeyFile: os.Getenv("FARM_KEY")}}
 	if dataDir == "" {
 		dataDir = wire.DataDir()
 	}
 	creds, err := wire.ReadCredentials(dataDir)
 	if err != nil {
+		creds = wire.Credentials{} // nothing of a damaged file
+	}
+	var e Endpoint
+	for _, l := range []Endpoint{given, env, config,
+		{URL: creds.CoordinatorURL, Token: creds.Token, TLS: connect.TLSFiles{CA: creds.CA}}} {
+		e.URL = cmp.Or(e.URL, l.URL)
+		e.Token = cmp.Or(e.Token, l.Token)
+		e.TLS.CAFile = cmp.Or(e.TLS.CAFile, l.TLS.CAFile)
+		e.TLS.CA = cmp.Or(e.TLS.CA, l.TLS.CA)
+		e.TLS.CertFile = cmp.Or(e.TLS.CertFile, l.TLS.CertFile)
+		e.TLS.KeyFile = cmp.Or(e.TLS.KeyFile, l.TLS.KeyFile)
+		e.TLS.Enable = e.TLS.Enable || l.TLS.Enable
+		e.TLS.InsecureSkipVerify = e.TLS.InsecureSkipVerify || l.TLS.InsecureSkipVerify
+	}
+	if e.URL != "" && e.Token != "" {
+		return e, nil
+	}
+	if err != nil {
 		return Endpoint{}, fmt.Errorf("client: no coordinator given (--url/--token, FARM_URL/FARM_TOKEN, a config file) and %w", err)
 	}
-	layers = append(layers, Endpoint{URL: creds.CoordinatorURL, Token: creds.Token})
-	if pick(); e.URL == "" || e.Token == "" {
-		return Endpoint{}, fmt.Errorf("client: credentials in %s lack the coordinator url or token", dataDir)
-	}
-	return e, nil
+	return Endpoint{}, fmt.Errorf("client: credentials in %s lack the coordinator url or token", dataDir)
 }

@@ -152,14 +152,40 @@ func (c *Coordinator) connect(ctx context.Context) error {
 	}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := connect.EnsureStreams(setup, c.js, c.opts.Streams); err != nil {
-		return fmt.Errorf("coordinator: %w", err)
+	if err := c.setupStreams(setup); err != nil {
+		return err
 	}
 	if err := connect.EnsureBucket(setup, c.s3, c.opts.S3.Bucket, c.opts.S3.Region); err != nil {
+		var denied minio.ErrorResponse
+		if errors.As(err, &denied) && denied.Code == "AccessDenied" {
+			return fmt.Errorf("coordinator: %w: this S3 login may not make the bucket %s: an admin must (farm up does at every start)",
+				err, c.opts.S3.Bucket)
+		}
 		return fmt.Errorf("coordinator: %w", err)
 	}
 	if _, err := c.etcd.Get(setup, wire.LeaderPrefix, clientv3.WithCountOnly()); err != nil {
 		return fmt.Errorf("coordinator: etcd %v: %w", c.opts.Etcd.Endpoints, err)
+	}
+	return nil
+}
+
+// setupStreams creates or updates the streams and consumers, as a login
+// allowed to (an admin's) does. Where an admin made them and this login may
+// not (Streams.CheckOnly, or the server refuses it), it checks that they
+// are there as the farm needs them.
+func (c *Coordinator) setupStreams(ctx context.Context) error {
+	if !c.opts.Streams.CheckOnly {
+		err := connect.EnsureStreams(ctx, c.js, c.opts.Streams)
+		if !errors.Is(err, connect.ErrNotPermitted) {
+			if err != nil {
+				return fmt.Errorf("coordinator: %w", err)
+			}
+			return nil
+		}
+		c.log.Warn("checking the streams an admin made instead of making them", "reason", err)
+	}
+	if err := connect.CheckStreams(ctx, c.js); err != nil {
+		return fmt.Errorf("coordinator: %w", err)
 	}
 	return nil
 }

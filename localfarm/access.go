@@ -16,9 +16,10 @@ import (
 // The farm's logins (docs/SECURITY.md lists them with what each may do):
 //
 //   - the admin: NATS user credentials.json names, allowed everything; etcd
-//     root; the S3 root keys. farm up sets up with it, and the CLI and farm
-//     token use it from credentials.json.
-//   - the coordinator: its own NATS and etcd users, with passwords made
+//     root; the S3 root keys. farm up sets up with it (etcd users and
+//     roles, the bucket and its policy, the streams and consumers), and the
+//     CLI and farm token use it from credentials.json.
+//   - the coordinator: its own NATS, etcd and S3 logins, with secrets made
 //     afresh at every start of farm up.
 //   - one login per join token, tokenUser(name), for the token's nodes.
 const coordinatorUser = "coordinator"
@@ -30,13 +31,35 @@ func tokenUser(name string) string { return tokenUserPrefix + name }
 const tokenUserPrefix = "node-"
 
 // coordinatorNATSUser may publish tasks, cancels and node control
-// messages, manage the streams and consumers (it calls EnsureStreams at
-// start), ack results, and read progress and the default inboxes.
+// messages; make the JetStream API requests the coordinator does: the
+// info of both streams (it checks them at start), purge TASKS (a cancelled
+// job's pending tasks), the info of every consumer it reads (the task
+// consumers' backlog, the results consumer), fetch and ack results; and
+// read progress and the default inboxes. It may not create, change or
+// delete a stream or a consumer: farm up makes them with the admin login.
 func coordinatorNATSUser(password string) embedded.NATSUser {
-	return embedded.NATSUser{Name: coordinatorUser, Password: password,
-		Publish: []string{wire.TasksSubjects, wire.CancelAll, wire.NodeControlAll, wire.JSAPIAll,
-			wire.AckSubjects(wire.ResultsStream)},
+	pub := []string{wire.TasksSubjects, wire.CancelAll, wire.NodeControlAll,
+		wire.StreamInfoSubject(wire.TasksStream), wire.StreamInfoSubject(wire.ResultsStream),
+		wire.StreamPurgeSubject(wire.TasksStream),
+		wire.ConsumerInfoSubject(wire.ResultsStream, wire.ResultsConsumer),
+		wire.ConsumerNextSubject(wire.ResultsStream, wire.ResultsConsumer),
+		wire.AckSubjects(wire.ResultsStream)}
+	for _, name := range taskConsumers() {
+		pub = append(pub, wire.ConsumerInfoSubject(wire.TasksStream, name))
+	}
+	return embedded.NATSUser{Name: coordinatorUser, Password: password, Publish: pub,
 		Subscribe: []string{wire.ProgressAll, wire.InboxAll}}
+}
+
+// taskConsumers are the names of the consumers on TASKS.
+func taskConsumers() []string {
+	var out []string
+	for _, c := range wire.AllClasses() {
+		for _, p := range wire.Priorities {
+			out = append(out, wire.TaskConsumer(c, p))
+		}
+	}
+	return out
 }
 
 // nodeNATSUser may fetch from and read the info of the task consumers, ack
@@ -46,11 +69,8 @@ func coordinatorNATSUser(password string) embedded.NATSUser {
 // replies. password may be a bcrypt hash.
 func nodeNATSUser(user, password string) embedded.NATSUser {
 	pub := []string{wire.ResultsSubjects, wire.ProgressAll, wire.AckSubjects(wire.TasksStream)}
-	for _, c := range wire.AllClasses() {
-		for _, p := range wire.Priorities {
-			name := wire.TaskConsumer(c, p)
-			pub = append(pub, wire.ConsumerInfoSubject(wire.TasksStream, name), wire.ConsumerNextSubject(wire.TasksStream, name))
-		}
+	for _, name := range taskConsumers() {
+		pub = append(pub, wire.ConsumerInfoSubject(wire.TasksStream, name), wire.ConsumerNextSubject(wire.TasksStream, name))
 	}
 	return embedded.NATSUser{Name: user, Password: password, Publish: pub,
 		Subscribe: []string{wire.CancelAll, wire.NodeControlAll, wire.TasksSubjects, wire.InboxSubjects(user)}}
@@ -147,12 +167,18 @@ func deleteEtcdLogin(ctx context.Context, cli *clientv3.Client, user string) err
 	return nil
 }
 
-// nodeS3Policy is the bucket policy for the access keys of the join
-// tokens: read every object (models, inputs, the frames an assembly
-// reads) and find the bucket, write the objects of jobs (frames, outputs)
-// and nothing else: no model, no delete.
-func nodeS3Policy(bucket string, keys []string) (string, error) {
+// bucketPolicy is the farm's bucket policy for the access keys of the
+// coordinator and of the join tokens (nodes, none or more). The
+// coordinator finds and lists the bucket, reads every object (and so may
+// presign reads and stat), writes the objects of jobs (manifests, outputs)
+// and inputs, and deletes the objects of jobs (a cancelled or deleted
+// job's). The nodes read every object (models, inputs, the frames an
+// assembly reads), find the bucket and write the objects of jobs (frames,
+// outputs). Neither may write or delete a model, make or delete a bucket
+// or change its policy: the root keys (the admin's) may.
+func bucketPolicy(bucket, coordinatorKey string, nodeKeys []string) (string, error) {
 	arn := "arn:aws:s3:::" + bucket
+	jobs := arn + "/" + wire.JobObjectsPrefix("*") + "*"
 	type statement struct {
 		Sid       string
 		Effect    string
@@ -160,16 +186,25 @@ func nodeS3Policy(bucket string, keys []string) (string, error) {
 		Action    []string
 		Resource  []string
 	}
-	who := map[string][]string{"AWS": keys}
+	coord := map[string][]string{"AWS": {coordinatorKey}}
+	statements := []statement{
+		{Sid: "CoordinatorFindsAndLists", Effect: "Allow", Principal: coord, Action: []string{"s3:ListBucket"}, Resource: []string{arn}},
+		{Sid: "CoordinatorReads", Effect: "Allow", Principal: coord, Action: []string{"s3:GetObject"}, Resource: []string{arn + "/*"}},
+		{Sid: "CoordinatorWritesJobsAndInputs", Effect: "Allow", Principal: coord, Action: []string{"s3:PutObject"},
+			Resource: []string{jobs, arn + "/" + wire.InputsPrefix + "*"}},
+		{Sid: "CoordinatorDeletesJobs", Effect: "Allow", Principal: coord, Action: []string{"s3:DeleteObject"}, Resource: []string{jobs}},
+	}
+	if len(nodeKeys) > 0 {
+		nodes := map[string][]string{"AWS": nodeKeys}
+		statements = append(statements,
+			statement{Sid: "NodesFindTheBucket", Effect: "Allow", Principal: nodes, Action: []string{"s3:ListBucket"}, Resource: []string{arn}},
+			statement{Sid: "NodesRead", Effect: "Allow", Principal: nodes, Action: []string{"s3:GetObject"}, Resource: []string{arn + "/*"}},
+			statement{Sid: "NodesWriteJobs", Effect: "Allow", Principal: nodes, Action: []string{"s3:PutObject"}, Resource: []string{jobs}})
+	}
 	data, err := json.Marshal(struct {
 		Version   string
 		Statement []statement
-	}{Version: "2012-10-17", Statement: []statement{
-		{Sid: "NodesFindTheBucket", Effect: "Allow", Principal: who, Action: []string{"s3:ListBucket"}, Resource: []string{arn}},
-		{Sid: "NodesRead", Effect: "Allow", Principal: who, Action: []string{"s3:GetObject"}, Resource: []string{arn + "/*"}},
-		{Sid: "NodesWriteJobs", Effect: "Allow", Principal: who, Action: []string{"s3:PutObject"},
-			Resource: []string{arn + "/" + wire.JobObjectsPrefix("*") + "*"}},
-	}})
+	}{Version: "2012-10-17", Statement: statements})
 	if err != nil {
 		return "", fmt.Errorf("localfarm: s3 policy: %w", err)
 	}

@@ -190,7 +190,7 @@ func TestFarm_NodeLogin_AllowsWhatANodeDoesAndNothingElse(t *testing.T) {
 		}
 		for name, op := range map[string]clientv3.Op{
 			"put a job":                 clientv3.OpPut(wire.JobKey("j1"), "{}"),
-			"put a task record":         clientv3.OpPut(wire.TaskKey("j1", "t1"), "{}"),
+			"put a task state record":   clientv3.OpPut(wire.ChunkKey("j1", 0), "{}"),
 			"cancel a job":              clientv3.OpPut(wire.CancelledKey("j1"), "x"),
 			"put another token's node":  clientv3.OpPut(wire.NodeKey("cpu-1"), "{}"),
 			"put a node named gpu2":     clientv3.OpPut(wire.NodeKey("gpu2"), "{}"),

@@ -164,7 +164,8 @@ func (f *Farm) startInfra(ctx context.Context) error {
 	}
 	if f.etcd, err = embedded.StartEtcd(embedded.EtcdOptions{
 		Dir: f.path("etcd"), Host: o.Listen, ClientPort: o.EtcdPort, PeerPort: o.EtcdPeerPort,
-		RootPassword: creds.EtcdPassword, LogFile: f.path("logs", "etcd.log"), TLS: f.tls,
+		RootPassword: creds.EtcdPassword, LogFile: f.path("logs", "etcd.log"), Logger: o.Logger.Named("etcd"),
+		TLS: f.tls,
 	}); err != nil {
 		return fmt.Errorf("localfarm: %w", err)
 	}

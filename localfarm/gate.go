@@ -21,10 +21,10 @@ import (
 // gate keeps the farm's logins in step with the join token records in
 // etcd, which `farm token` (any process with the admin credentials) writes:
 // NATS lets in the coordinator and every live token and no one else but
-// the admin; the S3 gateway knows the live tokens' keys and the bucket's
-// policy names them; the etcd logins of tokens that are gone are deleted;
-// expired tokens are revoked. It says what it applied under
-// wire.TokensAppliedKey.
+// the admin; the S3 gateway knows the coordinator's and the live tokens'
+// keys and the bucket's policy names them; the etcd logins of tokens that
+// are gone are deleted; expired tokens are revoked. It says what it
+// applied under wire.TokensAppliedKey.
 type gate struct {
 	cli  *clientv3.Client // root
 	nats *embedded.NATS
@@ -32,8 +32,9 @@ type gate struct {
 	// bucket is the farm's bucket; accounts the gateway's accounts file.
 	bucket, accounts string
 	log              hclog.Logger
-	// coordNATS is the coordinator's NATS password.
+	// coordNATS is the coordinator's NATS password, coordS3 its S3 key.
 	coordNATS string
+	coordS3   embedded.S3Account
 }
 
 // apply applies the records as they are now; it returns the revision it
@@ -99,24 +100,18 @@ func (g *gate) apply(ctx context.Context) (rev int64, next time.Time, err error)
 	return rev, next, nil
 }
 
-// applyS3 gives the gateway the tokens' access keys and the bucket the
-// policy that lets them do a node's work. The keys go first: the gateway
-// refuses a policy that names a key it does not know.
+// applyS3 gives the gateway the coordinator's and the tokens' access keys
+// and the bucket the policy that lets them do their work. The keys go
+// first: the gateway refuses a policy that names a key it does not know.
 func (g *gate) applyS3(ctx context.Context, keys []embedded.S3Account) error {
-	if err := embedded.WriteS3Accounts(g.accounts, keys); err != nil {
+	if err := embedded.WriteS3Accounts(g.accounts, append([]embedded.S3Account{g.coordS3}, keys...)); err != nil {
 		return fmt.Errorf("localfarm: %w", err)
-	}
-	if len(keys) == 0 {
-		if err := g.s3.SetBucketPolicy(ctx, g.bucket, ""); err != nil {
-			return fmt.Errorf("localfarm: s3 bucket policy: %w", err)
-		}
-		return nil
 	}
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = k.AccessKey
 	}
-	policy, err := nodeS3Policy(g.bucket, ids)
+	policy, err := bucketPolicy(g.bucket, g.coordS3.AccessKey, ids)
 	if err != nil {
 		return err
 	}
@@ -169,12 +164,13 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// login is a NATS and etcd login of farm up's own parts.
+// login is a NATS, etcd and S3 login of farm up's own parts.
 type login struct {
 	nats, etcd string // passwords
+	s3         embedded.S3Account
 }
 
-// startAccess sets up the farm's logins: the coordinator's (new passwords),
+// startAccess sets up the farm's logins: the coordinator's (new secrets),
 // the local nodes' token (new), the default join token (kept while it is
 // good), then lets NATS in on them and keeps it so. The returned func
 // stops the keeping.
@@ -182,8 +178,11 @@ func (f *Farm) startAccess(ctx context.Context) (stop func(), err error) {
 	if f.admin, err = connect.Etcd(f.EtcdConfig(), nil); err != nil {
 		return nil, fmt.Errorf("localfarm: %w", err)
 	}
-	for _, p := range []*string{&f.coord.nats, &f.coord.etcd} {
-		if *p, err = secret(32)(); err != nil {
+	for _, p := range []struct {
+		v   *string
+		gen func() (string, error)
+	}{{&f.coord.nats, secret(32)}, {&f.coord.etcd, secret(32)}, {&f.coord.s3.AccessKey, accessKey}, {&f.coord.s3.SecretKey, secret(40)}} {
+		if *p.v, err = p.gen(); err != nil {
 			return nil, fmt.Errorf("localfarm: coordinator login: %w", err)
 		}
 	}
@@ -206,7 +205,7 @@ func (f *Farm) startAccess(ctx context.Context) (stop func(), err error) {
 		return nil, fmt.Errorf("localfarm: %w", err)
 	}
 	g := &gate{cli: f.admin, nats: f.nats, s3: s3, bucket: f.opts.Bucket, accounts: f.path(s3AccountsFile),
-		log: f.log.Named("tokens"), coordNATS: f.coord.nats}
+		log: f.log.Named("tokens"), coordNATS: f.coord.nats, coordS3: f.coord.s3}
 	rev, next, err := g.apply(ctx)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/latentfarm/latentfarm/coordinator"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // runServices runs the coordinator and the local nodes until ctx ends or
@@ -16,6 +17,12 @@ import (
 // coordinator. The servers they use stay up until it returns.
 func (f *Farm) runServices(ctx context.Context) error {
 	o := f.opts
+	streams := connect.StreamOptions{}
+	if err := f.ensureStreams(ctx, streams); err != nil {
+		return err
+	}
+	// The coordinator's login may only check what the admin made.
+	streams.CheckOnly = true
 	ln, err := net.Listen("tcp", net.JoinHostPort(o.Listen, strconv.Itoa(o.APIPort)))
 	if err != nil {
 		return fmt.Errorf("localfarm: api listener: %w", err)
@@ -26,9 +33,9 @@ func (f *Farm) runServices(ctx context.Context) error {
 	}
 	apiURL := scheme + "://" + net.JoinHostPort(o.Advertise, port(ln.Addr().String()))
 	creds := f.Credentials()
-	nc, ec := f.coordinatorConfigs()
+	nc, ec, sc := f.coordinatorConfigs()
 	coord, err := coordinator.New(coordinator.Options{
-		NATS: nc, Etcd: ec, S3: f.S3Config(),
+		NATS: nc, Etcd: ec, S3: sc, Streams: streams,
 		Listener: ln, AdvertiseURL: apiURL, Token: creds.Token, Logger: o.Logger,
 		StateDir: f.path("coordinator"), TLSCertFile: certs.CertFile, TLSKeyFile: certs.KeyFile,
 	})
@@ -108,13 +115,35 @@ func (f *Farm) runServices(ctx context.Context) error {
 	return runErr
 }
 
-// coordinatorConfigs log in to NATS and etcd as the coordinator's own
-// users (S3: the root keys).
-func (f *Farm) coordinatorConfigs() (connect.NATSConfig, connect.EtcdConfig) {
-	nc, ec := f.NATSConfig(), f.EtcdConfig()
+// coordinatorConfigs log in to NATS, etcd and S3 as the coordinator's own
+// logins.
+func (f *Farm) coordinatorConfigs() (connect.NATSConfig, connect.EtcdConfig, connect.S3Config) {
+	nc, ec, sc := f.NATSConfig(), f.EtcdConfig(), f.S3Config()
 	nc.User, nc.Password = coordinatorUser, f.coord.nats
 	ec.User, ec.Password = coordinatorUser, f.coord.etcd
-	return nc, ec
+	sc.AccessKey, sc.SecretKey = f.coord.s3.AccessKey, f.coord.s3.SecretKey
+	return nc, ec, sc
+}
+
+// ensureStreams creates or updates the streams and consumers with the
+// admin login, as o says, before the coordinator starts: its own login may
+// not (the bucket is made when the gateway starts).
+func (f *Farm) ensureStreams(ctx context.Context, o connect.StreamOptions) error {
+	nc, err := connect.NATS(f.NATSConfig(), "farm-up", f.log.Named("nats"))
+	if err != nil {
+		return fmt.Errorf("localfarm: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("localfarm: jetstream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := connect.EnsureStreams(ctx, js, o); err != nil {
+		return fmt.Errorf("localfarm: %w", err)
+	}
+	return nil
 }
 
 // orStopped turns a nil error from a part that should still run into one.

@@ -1,15 +1,22 @@
 package wire
 
 // Subjects that the farm's NATS logins are held to, besides the farm's own
-// (names.go): the JetStream API (nats-server's jsapi.go) and reply inboxes.
+// (names.go): the JetStream API requests they may make (nats-server's
+// jsapi.go; only the admin may make the others: create, update or delete a
+// stream or a consumer) and reply inboxes.
 const (
-	// JSAPIAll matches every JetStream API request, stream and consumer
-	// management included: the coordinator's, never a node's.
-	JSAPIAll = "$JS.API.>"
 	// InboxAll matches the replies to clients that keep NATS's default
 	// inbox prefix.
 	InboxAll = "_INBOX.>"
 )
+
+// StreamInfoSubject is the JetStream API request for stream's info.
+func StreamInfoSubject(stream string) string { return "$JS.API.STREAM.INFO." + stream }
+
+// StreamPurgeSubject is the JetStream API request that purges stream: all
+// of it, or the messages of the subject the request names (a permission
+// to it cannot tell them apart).
+func StreamPurgeSubject(stream string) string { return "$JS.API.STREAM.PURGE." + stream }
 
 // ConsumerInfoSubject is the JetStream API request for consumer's info.
 func ConsumerInfoSubject(stream, consumer string) string {
