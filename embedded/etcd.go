@@ -9,8 +9,11 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -36,11 +39,40 @@ type EtcdOptions struct {
 	// TLS, when set, serves the client and the peer URLs over TLS only;
 	// peers must present a certificate signed by TLS.CAFile.
 	TLS *ServerTLS
-	// LogFile receives etcd's log at level warn; empty means silent.
+	// LogFile receives etcd's server log at level warn, in place of Logger.
 	LogFile string
+	// Logger receives the server's warnings and errors (unless LogFile is
+	// set), those of the clients made here, and what the defragmentation
+	// loop did; nil means silent.
+	Logger hclog.Logger
+	// CompactionRetention is how long superseded key revisions are kept
+	// (etcd's periodic auto-compaction; default 5m, negative turns it off).
+	// etcd samples the revision every tenth of it and, once per retention
+	// (at most hourly), compacts to the revision current one retention ago:
+	// old history lives between one and about two retentions. Watchers that
+	// fall that far behind get ErrCompacted and must re-list.
+	CompactionRetention time.Duration
+	// DefragInterval is how often the member checks whether defragmenting
+	// is worth it (default 10m, negative turns the loop off). Compaction
+	// frees pages inside the db file; only a defragmentation, which blocks
+	// reads and writes while it rewrites the file, gives them back. etcd
+	// counts the pages a compaction freed only once a later write commits,
+	// so an idle member is defragmented after its next write.
+	DefragInterval time.Duration
+	// DefragMinFree is the free part of the db file, in bytes, below which
+	// the loop does not defragment (default 64 MiB); the free part must
+	// also be at least half the file.
+	DefragMinFree int64
 	// ReadyTimeout bounds the wait for the member to serve (default 30s).
 	ReadyTimeout time.Duration
 }
+
+// Defaults for EtcdOptions.
+const (
+	DefaultCompactionRetention = 5 * time.Minute
+	DefaultDefragInterval      = 10 * time.Minute
+	DefaultDefragMinFree       = 64 << 20
+)
 
 // Etcd is a running embedded etcd member.
 type Etcd struct {
@@ -49,7 +81,19 @@ type Etcd struct {
 	user      string
 	password  string
 	tls       *tls.Config
-	once      sync.Once
+	log       hclog.Logger
+	clientLog *zap.Logger
+	// closing quiets the server's complaints about its listeners closing.
+	closing *atomic.Bool
+	once    sync.Once
+
+	// maint is the client for Usage and defragmentation; maintMu keeps
+	// one maintenance pass at a time.
+	maint         *clientv3.Client
+	maintMu       sync.Mutex
+	defragMinFree int64
+	stopDefrag    context.CancelFunc
+	defragDone    chan struct{}
 }
 
 // ErrEtcd marks errors from the embedded etcd.
@@ -72,6 +116,18 @@ func StartEtcd(opts EtcdOptions) (*Etcd, error) {
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.CompactionRetention == 0 {
+		opts.CompactionRetention = DefaultCompactionRetention
+	}
+	if opts.DefragInterval == 0 {
+		opts.DefragInterval = DefaultDefragInterval
+	}
+	if opts.DefragMinFree <= 0 {
+		opts.DefragMinFree = DefaultDefragMinFree
 	}
 	if opts.RootPassword == "" && !isLoopback(opts.Host) {
 		return nil, fmt.Errorf("%w: host %q is not loopback: set RootPassword so etcd does not listen unauthenticated", ErrEtcd, opts.Host)
@@ -131,16 +187,25 @@ func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
 	cfg.InitialCluster = opts.Name + "=" + peer.String()
 	cfg.InitialClusterToken = "latentfarm-" + opts.Name
 	cfg.ListenMetricsUrls = nil
-	// Keep the store small on a long-running farm: drop history older than an hour.
+	// Keep the store small on a long-running farm: a coordinator rewrites
+	// job state records every second or so, and each write is a revision.
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
-	cfg.AutoCompactionRetention = "1h"
+	cfg.AutoCompactionRetention = "0" // off
+	if opts.CompactionRetention > 0 {
+		// A bare integer would read as hours: always give the unit.
+		cfg.AutoCompactionRetention = opts.CompactionRetention.String()
+	}
+	closing := new(atomic.Bool)
 	if opts.LogFile != "" {
 		cfg.Logger = "zap"
 		cfg.LogLevel = "warn"
 		cfg.LogOutputs = []string{opts.LogFile}
 	} else {
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		// The bridge passes warnings and errors only: etcd's server logs
+		// every start, election and compaction at info.
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(quietLogger(connect.ZapToHclog(opts.Logger), closing))
 	}
+	clientLog := connect.ZapToHclog(opts.Logger.Named("client"))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: start: %w", ErrEtcd, err)
@@ -155,25 +220,33 @@ func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("%w: not ready after %s (data dir %s)", ErrEtcd, opts.ReadyTimeout, opts.Dir)
 	}
-	out := &Etcd{e: e, endpoints: []string{advertiseClient.String()}, tls: clientTLS}
+	out := &Etcd{e: e, endpoints: []string{advertiseClient.String()}, tls: clientTLS,
+		log: opts.Logger, clientLog: clientLog, closing: closing, defragMinFree: opts.DefragMinFree}
 	if opts.RootPassword != "" {
-		if err := ensureAuth(out.endpoints, opts.RootPassword, clientTLS); err != nil {
+		if err := ensureAuth(out.endpoints, opts.RootPassword, clientTLS, clientLog); err != nil {
 			out.Close()
 			return nil, err
 		}
 		out.user, out.password = RootUser, opts.RootPassword
+	}
+	if out.maint, err = clientv3.New(out.ClientConfig()); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("%w: maintenance client: %w", ErrEtcd, err)
+	}
+	if opts.DefragInterval > 0 {
+		out.startDefragLoop(opts.DefragInterval)
 	}
 	return out, nil
 }
 
 // ensureAuth turns etcd auth on with the given root password, or checks
 // that it already is.
-func ensureAuth(endpoints []string, password string, tc *tls.Config) error {
+func ensureAuth(endpoints []string, password string, tc *tls.Config, lg *zap.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Logging in works whether auth is on (checks the password) or off.
 	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: RootUser, Password: password,
-		TLS: tc, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		TLS: tc, DialTimeout: 5 * time.Second, Logger: lg})
 	if err != nil {
 		return fmt.Errorf("%w: log in as root (is RootPassword the one this data dir was created with?): %w", ErrEtcd, err)
 	}
@@ -222,13 +295,24 @@ func (e *Etcd) Password() string { return e.password }
 // ClientConfig is a clientv3 configuration for this member, with credentials.
 func (e *Etcd) ClientConfig() clientv3.Config {
 	return clientv3.Config{Endpoints: e.Endpoints(), Username: e.user, Password: e.password,
-		TLS: e.tls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+		TLS: e.tls, DialTimeout: 5 * time.Second, Logger: e.clientLog}
 }
 
-// Close stops the member and waits for it; safe to call twice.
+// Close stops the defragmentation loop and the member and waits for both;
+// safe to call twice.
 func (e *Etcd) Close() {
 	e.once.Do(func() {
-		// embed.Etcd.Close drains clients, stops raft and closes the backend.
+		// 1. Stop the defragmentation loop; a pass under way is cancelled.
+		if e.stopDefrag != nil {
+			e.stopDefrag()
+			<-e.defragDone
+		}
+		// 2. Close the maintenance client while the member still answers.
+		if e.maint != nil {
+			e.maint.Close()
+		}
+		// 3. embed.Etcd.Close drains clients, stops raft and closes the backend.
+		e.closing.Store(true)
 		e.e.Close()
 	})
 }
