@@ -239,6 +239,16 @@ func (c *Client) Files(ctx context.Context, id string) (wire.FileList, error) {
 	return out, err
 }
 
+// FilesWindow returns presigned URLs of the manifest, the assembled files
+// and frames from..to of a finished job (at most wire.MaxFileWindow
+// frames; every index in the range gets a URL, rendered or not).
+func (c *Client) FilesWindow(ctx context.Context, id string, from, to int) (wire.FileList, error) {
+	var out wire.FileList
+	q := url.Values{"from": {strconv.Itoa(from)}, "to": {strconv.Itoa(to)}}
+	err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/files?"+q.Encode(), nil, &out)
+	return out, err
+}
+
 // Manifest returns a finished job's manifest through the coordinator,
 // whole and sorted by frame index.
 func (c *Client) Manifest(ctx context.Context, id string) (wire.Manifest, error) {

@@ -1,8 +1,8 @@
 package client
 
 import (
+	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,68 +29,124 @@ type DownloadOptions struct {
 
 // Download writes a finished job's manifest (manifest.json), frames
 // (frames/<index>.png) and assembled files (animation.gif, animation.mp4)
-// under dir and returns the manifest. A presigned URL
-// that fails falls back to the coordinator's proxy.
-func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions) (wire.Manifest, error) {
+// under dir and returns the manifest's summary. The manifest streams to
+// disk and is read back a frame at a time, and presigned URLs are asked
+// for a window of frames at a time, so that no list of a job's frames is
+// held whatever its size (a bit per frame is). A presigned URL that fails
+// falls back to the coordinator's proxy.
+func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions) (ManifestSummary, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = 8
 	}
-	m, err := c.Manifest(ctx, id)
-	if err != nil {
-		return m, err
-	}
-	urls := map[string]string{}
-	if !o.Proxy {
-		files, err := c.Files(ctx, id)
-		if err != nil {
-			return m, err
-		}
-		for _, f := range append(files.Frames, files.Outputs...) {
-			urls[f.Key] = f.URL
-		}
-	}
+	var sum ManifestSummary
 	if err := os.MkdirAll(filepath.Join(dir, "frames"), 0o755); err != nil {
-		return m, fmt.Errorf("client: %w", err)
+		return sum, fmt.Errorf("client: %w", err)
 	}
-	data, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), append(data, '\n'), 0o644); err != nil {
-		return m, fmt.Errorf("client: %w", err)
+	manifest := filepath.Join(dir, "manifest.json")
+	u := c.base + "/v1/jobs/" + url.PathEscape(id) + "/manifest"
+	if err := fetchURL(ctx, c.http, u, map[string]string{"Authorization": "Bearer " + c.token}, manifest); err != nil {
+		return sum, err
 	}
+	// Pass 1: which frames the manifest lists, a bit per frame index.
+	var listed []uint64
+	sum, err := walkManifestFile(manifest, func(f wire.ManifestFrame) error {
+		if f.Index < 0 || f.Index >= wire.MaxFrames || f.Key != wire.FrameKey(id, f.Index) {
+			return fmt.Errorf("client: manifest frame %d has key %q", f.Index, f.Key)
+		}
+		for len(listed) <= f.Index/64 {
+			listed = append(listed, 0)
+		}
+		listed[f.Index/64] |= 1 << (f.Index % 64)
+		return nil
+	})
+	if err != nil {
+		return sum, err
+	}
+	// Pass 2: the frames, a window of indices at a time.
+	var (
+		done     int
+		outputs  = map[string]string{}
+		total    = sum.FrameCount
+		maxIndex = len(listed) * 64
+	)
+	for from := 0; from < maxIndex; from += wire.MaxFileWindow {
+		to := min(from+wire.MaxFileWindow, maxIndex) - 1
+		var frames []int
+		for i := from; i <= to; i++ {
+			if listed[i/64]&(1<<(i%64)) != 0 {
+				frames = append(frames, i)
+			}
+		}
+		if len(frames) == 0 {
+			continue
+		}
+		urls := map[int]string{}
+		if !o.Proxy {
+			files, err := c.FilesWindow(ctx, id, frames[0], frames[len(frames)-1])
+			if err != nil {
+				return sum, err
+			}
+			for _, f := range files.Frames {
+				urls[f.Index] = f.URL
+			}
+			for _, f := range files.Outputs {
+				outputs[f.Key] = f.URL
+			}
+		}
+		err := c.fetchFrames(ctx, id, dir, frames, urls, o.Parallel, func() {
+			done++
+			if o.Progress != nil {
+				o.Progress(done, total)
+			}
+		})
+		if err != nil {
+			return sum, err
+		}
+	}
+	for _, out := range sum.Outputs {
+		if err := c.fetchOutput(ctx, id, out, outputs[out.Key], filepath.Join(dir, path.Base(out.Name))); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+// walkManifestFile walks a saved manifest's frames (EachManifestFrame).
+func walkManifestFile(name string, fn func(wire.ManifestFrame) error) (ManifestSummary, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return ManifestSummary{}, fmt.Errorf("client: %w", err)
+	}
+	defer f.Close()
+	return EachManifestFrame(bufio.NewReaderSize(f, 1<<16), fn)
+}
+
+// fetchFrames downloads frames (indices) of job id into dir/frames,
+// parallel at once, from their presigned URLs where urls has one.
+func (c *Client) fetchFrames(ctx context.Context, id, dir string, frames []int, urls map[int]string, parallel int, each func()) error {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
-		done     int
-		sem      = make(chan struct{}, o.Parallel)
+		sem      = make(chan struct{}, parallel)
 	)
-	for _, f := range m.Frames {
+	for _, i := range frames {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			dst := filepath.Join(dir, "frames", path.Base(f.Key))
-			err := c.fetchFrame(ctx, id, f.Index, urls[f.Key], dst)
+			dst := filepath.Join(dir, "frames", path.Base(wire.FrameKey(id, i)))
+			err := c.fetchFrame(ctx, id, i, urls[i], dst)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
-			done++
-			if o.Progress != nil {
-				o.Progress(done, len(m.Frames))
-			}
+			each()
 		}()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return m, firstErr
-	}
-	for _, o := range m.Outputs {
-		if err := c.fetchOutput(ctx, id, o, urls[o.Key], filepath.Join(dir, path.Base(o.Name))); err != nil {
-			return m, err
-		}
-	}
-	return m, nil
+	return firstErr
 }
 
 // fetchOutput downloads an assembled file (an animation's GIF or MP4).

@@ -25,7 +25,7 @@ const maxBody = 2 * wire.MaxSpecBytes
 //	GET  /v1/jobs/{id}/events         progress as server-sent events (JobEvent)
 //	POST /v1/jobs/{id}/cancel         cancel                -> JobStatus
 //	DELETE /v1/jobs/{id}              delete a finished job's objects and record -> DeleteResponse
-//	GET  /v1/jobs/{id}/files          presigned URLs        -> FileList
+//	GET  /v1/jobs/{id}/files[?from=&to=] presigned URLs     -> FileList
 //	GET  /v1/jobs/{id}/manifest       the manifest, proxied
 //	GET  /v1/jobs/{id}/frames/{index} one frame PNG, proxied
 //	GET  /v1/jobs/{id}/outputs/{name} an assembled file (animation.gif), proxied
@@ -260,32 +260,60 @@ func (c *Coordinator) finishedJob(w http.ResponseWriter, id string) bool {
 	return true
 }
 
+// handleFiles presigns a finished job's files: with ?from=&to= the manifest,
+// the assembled files and the frames of that window of indices (at most
+// wire.MaxFileWindow; keys come from the indices, the manifest is not
+// read); without, every frame the manifest lists (small jobs).
 func (c *Coordinator) handleFiles(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !c.finishedJob(w, id) {
 		return
 	}
-	m, err := c.readManifest(r.Context(), id)
+	ctx := r.Context()
+	out := wire.FileList{Expires: c.opts.Now().Add(c.opts.PresignTTL)}
+	var indices []int
+	var m wire.Manifest
+	var err error
+	if q := r.URL.Query(); q.Has("from") || q.Has("to") {
+		from, err1 := strconv.Atoi(q.Get("from"))
+		to, err2 := strconv.Atoi(q.Get("to"))
+		total, _ := c.frameCount(id)
+		if err1 != nil || err2 != nil || from < 0 || to < from || to >= total || to-from >= wire.MaxFileWindow {
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+				fmt.Sprintf("from and to: a window of at most %d frame indices in 0..%d", wire.MaxFileWindow, total-1), nil)
+			return
+		}
+		for i := from; i <= to; i++ {
+			indices = append(indices, i)
+		}
+		m, err = wire.ReadManifestSummary(ctx, c.open, id)
+	} else {
+		m, err = c.readManifest(ctx, id)
+		for _, f := range m.Frames {
+			indices = append(indices, f.Index)
+		}
+	}
 	if err != nil {
 		c.writeErr(w, err)
 		return
 	}
-	out := wire.FileList{Expires: c.opts.Now().Add(c.opts.PresignTTL), Frames: make([]wire.FrameURL, 0, len(m.Frames))}
-	if out.Manifest.URL, err = c.presign(r.Context(), wire.ManifestKey(id)); err != nil {
+	if out.Manifest.URL, err = c.presign(ctx, wire.ManifestKey(id)); err != nil {
 		c.writeErr(w, err)
 		return
 	}
 	out.Manifest.Key = wire.ManifestKey(id)
-	for _, f := range m.Frames {
-		u, err := c.presign(r.Context(), f.Key)
+	out.Frames = make([]wire.FrameURL, 0, len(indices))
+	for _, i := range indices {
+		key := wire.FrameKey(id, i)
+		u, err := c.presign(ctx, key)
 		if err != nil {
 			c.writeErr(w, err)
 			return
 		}
-		out.Frames = append(out.Frames, wire.FrameURL{Index: f.Index, Key: f.Key, URL: u})
+		out.Frames = append(out.Frames, wire.FrameURL{Index: i, Key: key, URL: u})
 	}
 	for _, o := range m.Outputs {
-		u, err := c.presign(r.Context(), o.Key)
+		u, err := c.presign(ctx, o.Key)
 		if err != nil {
 			c.writeErr(w, err)
 			return

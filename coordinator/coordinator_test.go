@@ -96,8 +96,18 @@ func TestCoordinator_Batch_CompletesWithManifest(t *testing.T) {
 	}
 	// farm get: download via presigned URLs.
 	dir := t.TempDir()
-	if _, err := r.cli.Download(ctx, st.ID, dir, client.DownloadOptions{}); err != nil {
+	sum, err := r.cli.Download(ctx, st.ID, dir, client.DownloadOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	got, _ := filepath.Glob(filepath.Join(dir, "frames", "*.png"))
+	if sum.FrameCount != 42 || sum.TaskCount != 11 || sum.JobID != st.ID || len(got) != 42 {
+		t.Fatalf("downloaded %d of %d frames (%d tasks) of job %q", len(got), sum.FrameCount, sum.TaskCount, sum.JobID)
+	}
+	for _, name := range got {
+		if b, err := os.ReadFile(name); err != nil || !bytes.HasPrefix(b, []byte("PNG frame ")) {
+			t.Fatalf("frame %s: %q, %v", name, b, err)
+		}
 	}
 	jobs, err := r.cli.Jobs(ctx, "", 0)
 	if err != nil || len(jobs) != 1 || jobs[0].ID != st.ID {

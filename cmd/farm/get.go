@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -61,24 +60,34 @@ func newGetCmd() *cobra.Command {
 			if scale <= 0 {
 				scale = max(1, (96+m.Spec.Width-1)/max(m.Spec.Width, 1))
 			}
-			if err := client.WriteContactSheet(dir, m, sheetCols, scale, sheet); err != nil {
+			whole, err := client.ReadManifestFile(filepath.Join(dir, "manifest.json"))
+			if err != nil {
+				return err
+			}
+			if err := client.WriteContactSheet(dir, whole, sheetCols, scale, sheet); err != nil {
 				return err
 			}
 		}
-		return printRecord(stdout, *out, m, func(w io.Writer) error {
-			fmt.Fprintf(w, "%d frames and manifest.json in %s (%d failed frames listed in the manifest)\n",
-				len(m.Frames), filepath.Clean(dir), len(m.Failed))
-			for _, o := range m.Outputs {
-				fmt.Fprintf(w, "%s in %s\n", o.Name, filepath.Join(filepath.Clean(dir), o.Name))
+		if *out != outputTable {
+			// The manifest itself, whole: -o json|yaml holds it in memory.
+			whole, err := client.ReadManifestFile(filepath.Join(dir, "manifest.json"))
+			if err != nil {
+				return err
 			}
-			for _, n := range m.Notes {
-				fmt.Fprintf(w, "note: %s\n", n)
-			}
-			if sheet != "" {
-				fmt.Fprintf(w, "contact sheet of the frames in %s\n", sheet)
-			}
-			return nil
-		})
+			return printRecord(stdout, *out, whole, nil)
+		}
+		fmt.Fprintf(stdout, "%d frames and manifest.json in %s (%d failed frames listed in the manifest)\n",
+			m.FrameCount, filepath.Clean(dir), m.FailedCount)
+		for _, o := range m.Outputs {
+			fmt.Fprintf(stdout, "%s in %s\n", o.Name, filepath.Join(filepath.Clean(dir), o.Name))
+		}
+		for _, n := range m.Notes {
+			fmt.Fprintf(stdout, "note: %s\n", n)
+		}
+		if sheet != "" {
+			fmt.Fprintf(stdout, "contact sheet of the frames in %s\n", sheet)
+		}
+		return nil
 	}
 	return c
 }

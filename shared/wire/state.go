@@ -210,6 +210,9 @@ type FrameURL struct {
 	URL   string `json:"url"`
 }
 
+// MaxFileWindow bounds the frames of one GET /v1/jobs/{id}/files?from=&to=.
+const MaxFileWindow = 1000
+
 // FileList is the body of GET /v1/jobs/{id}/files: presigned URLs of the
 // manifest and every frame.
 type FileList struct {
