@@ -159,8 +159,14 @@ func TestFarmBench(t *testing.T) {
 		t.Logf("RESULT coordinator process alone: peak heap in use %s, peak RSS %s (from its /metrics every 500 ms)",
 			mib(st8.coordHeap), mib(st8.coordRSS))
 	}
-	t.Logf("RESULT etcd during the job: at most %d keys under %s; database at most %s (%s in use); at the end %s (%s in use)",
-		st8.keys, wire.EtcdRoot, mib(st8.dbSize), mib(st8.dbInUse), mib(st8.endSize), mib(st8.endInUse))
+	t.Logf("RESULT etcd during the job: at most %d keys under %s; database at most %.1f MiB (%.1f MiB in use); at the end %.1f MiB (%.1f MiB in use)",
+		st8.keys, wire.EtcdRoot, mb(st8.dbSize), mb(st8.dbInUse), mb(st8.endSize), mb(st8.endInUse))
+	if before, after, err := f.etcd.Server.CompactAndDefrag(ctx); err == nil {
+		t.Logf("RESULT etcd compacted and defragmented after the job: %.1f MiB -> %.1f MiB, %d keys",
+			mb(uint64(before.DBSize)), mb(uint64(after.DBSize)), after.Keys)
+	} else {
+		t.Logf("RESULT etcd compaction after the job failed: %v", err)
+	}
 }
 
 // benchSpec is the benchmark's job: a batch of about frames images over 20
@@ -374,6 +380,8 @@ type stateSampler struct {
 	once sync.Once
 	statePeaks
 }
+
+func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
 type statePeaks struct {
 	keys                               int64
