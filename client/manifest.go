@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
@@ -27,12 +28,21 @@ func EachManifestFrame(r io.Reader, fn func(wire.ManifestFrame) error) (Manifest
 		return out, err
 	}
 	rest := map[string]json.RawMessage{}
+	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return out, fmt.Errorf("client: manifest: %w", err)
 		}
 		key, _ := tok.(string)
+		// Keys match as encoding/json matches them, without case; one
+		// given twice is refused rather than half applied.
+		lower := strings.ToLower(key)
+		if seen[lower] {
+			return out, fmt.Errorf("client: manifest: key %q given twice", key)
+		}
+		seen[lower] = true
+		key = lower
 		switch key {
 		case "frames":
 			out.FrameCount, err = eachElement(dec, func(f wire.ManifestFrame) error { return fn(f) })
