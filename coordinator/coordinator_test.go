@@ -76,7 +76,7 @@ func TestCoordinator_Batch_CompletesWithManifest(t *testing.T) {
 		}
 	}
 	if resp, err := f.etcd.Client(t).Get(ctx, wire.JobChunksPrefix(st.ID), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
-		t.Fatalf("%d task records left in etcd (%v)", resp.Count, err)
+		t.Fatalf("%d chunk records left in etcd (%v)", resp.Count, err)
 	}
 	// Every frame is in S3 once.
 	s3 := f.s3.Client(t)

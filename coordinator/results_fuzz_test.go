@@ -26,9 +26,10 @@ func (m *fuzzResultMsg) Subject() string { return "results.j1" }
 // batch can hold several runs of a task) to applyResults, the
 // coordinator's decoder of the RESULTS stream, against a running job of
 // three tasks. Whatever nodes send, the job's counts stay consistent with
-// its task records, and the job record, its task records and its manifest
-// still encode: they are what the coordinator writes to etcd and S3, and a
-// record that cannot be encoded is lost at the next restart.
+// its task states, every ended task leaves valid manifest lines, and the
+// job record, its chunk records and its manifest still encode: they are
+// what the coordinator writes to etcd and S3, and a record that cannot be
+// encoded is lost at the next restart.
 func FuzzApplyResults(f *testing.F) {
 	ok := wire.Result{TaskID: "j1-f000000-000001", JobID: "j1", NodeID: "n1", Attempt: 1, GPUSeconds: 2.5, GPU: "cpu",
 		Price: &wire.Price{PerHour: 1.2, Currency: "USD"}, Frames: []wire.FrameResult{
@@ -93,7 +94,7 @@ func FuzzApplyResults(f *testing.F) {
 			}
 		}
 		if j.rec.TasksDone != done || j.rec.TasksFailed != failedTasks || j.rec.FramesDone != framesDone {
-			t.Fatalf("record counts %d done, %d failed, %d frames; task records %d, %d, %d",
+			t.Fatalf("record counts %d done, %d failed, %d frames; task states %d, %d, %d",
 				j.rec.TasksDone, j.rec.TasksFailed, j.rec.FramesDone, done, failedTasks, framesDone)
 		}
 		if ended := done+failedTasks == n; ended != (len(finished) == 1) {

@@ -215,7 +215,7 @@ func (f *farm) currentTask(t testing.TB, id string) string {
 }
 
 // manifestTask finds a task in the job's manifest: its delivery record
-// once the job ended and its task records left etcd.
+// once the job ended and its task state left etcd.
 func (f *farm) manifestTask(t testing.TB, job, task string) wire.ManifestTask {
 	t.Helper()
 	for _, mt := range f.manifest(t, job).Tasks {

@@ -269,7 +269,7 @@ type Manifest struct {
 	Outputs []OutputFile `json:"outputs,omitempty"`
 	Notes   []string     `json:"notes,omitempty"`
 	// Tasks records every task that ran to an end: the job's delivery
-	// record once its task records have left etcd.
+	// record once its task state has left etcd.
 	Tasks []ManifestTask `json:"tasks,omitempty"`
 }
 
