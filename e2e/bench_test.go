@@ -48,7 +48,8 @@ func benchEnv(t *testing.T, name string, def int) int {
 // Settings: BENCH_KIND (batch or animation), BENCH_FRAMES (20000),
 // BENCH_NODES (32), BENCH_FPT (frames per task, 4), BENCH_DELAY_MS (per frame, 0), BENCH_PROBES (idle dispatch
 // probes, 200), BENCH_OUT (folder for heap.prof, taken at 90% of the
-// frames; with BENCH_CPUPROFILE=1 also cpu.prof).
+// frames; with BENCH_CPUPROFILE=1 also cpu.prof), BENCH_COORDINATOR=child
+// (the coordinator in its own process, its heap read from its /metrics).
 func TestFarmBench(t *testing.T) {
 	frames := benchEnv(t, "BENCH_FRAMES", 20000)
 	nodes := benchEnv(t, "BENCH_NODES", 32)

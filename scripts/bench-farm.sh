@@ -12,7 +12,11 @@
 # Settings (environment): BENCH_KIND (batch or animation: that run alone), BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT
 # (frames per task, 4: the job default), BENCH_DELAY_MS (load-test time per
 # frame, 0), BENCH_PROBES (idle-farm dispatch probes, 200), BENCH_CPUPROFILE=1
-# (also write cpu.prof), BENCH_OUT (where profiles go; default a temp dir).
+# (also write cpu.prof), BENCH_OUT (where profiles go; default a temp dir),
+# BENCH_COORDINATOR=child (the coordinator in a process of its own: its heap
+# is read alone from its /metrics), BENCH_TIMEOUT (go test's, default 30m).
+# A million frames: BENCH_KIND=batch BENCH_FRAMES=1000000 BENCH_COORDINATOR=child
+# BENCH_PROBES=0 BENCH_TIMEOUT=80m (about 12 minutes here; docs/PERF.md).
 # Data goes to $TMPDIR: on tmpfs (TMPDIR=/dev/shm/x) the disk drops out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
