@@ -195,12 +195,10 @@ func (j *job) skipAssembly() {
 	if j.rec.TasksDone+j.rec.TasksFailed != j.plan.Len()-1 || j.rec.TasksFailed == 0 {
 		return
 	}
-	tr := j.ext(a)
-	tr.Error = &wire.Error{Code: wire.CodeTaskFailed,
+	j.ext(a).Error = &wire.Error{Code: wire.CodeTaskFailed,
 		Message: fmt.Sprintf("animation not assembled: %d frames failed", j.rec.FramesFailed)}
-	j.setState(a, tsFailed)
-	j.rec.TasksFailed++
-	j.markTask(a)
+	t := j.plan.Task(a)
+	j.taskFailed(a, &t)
 }
 
 // load rebuilds the leader's state from etcd.
