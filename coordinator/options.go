@@ -61,7 +61,8 @@ type Options struct {
 	// after a crash it revokes its old term and leads again at once instead
 	// of waiting out ElectionTTL (term.go).
 	StateDir string
-	// ResultBatch is how many results are applied per etcd write (default 256).
+	// ResultBatch is how many results at most are written to etcd at once
+	// (default 256; see resultsFlushEvery).
 	ResultBatch int
 	// PresignTTL is how long download URLs work (default 1h).
 	PresignTTL time.Duration

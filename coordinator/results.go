@@ -13,16 +13,33 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// resultsLoop follows the RESULTS stream. Each batch is applied in memory,
-// written to etcd, and only then acknowledged: a crash in between replays
-// the batch, and applying a result twice changes nothing.
+// resultsFlushEvery bounds how long applied results wait for their etcd
+// write (and their ack): results are written ResultBatch at a time, or
+// after this, or at once when a job's tasks have all ended. Each write puts
+// one manifest shard per chunk it touched, so batching keeps a big job's
+// shards few.
+const resultsFlushEvery = time.Second
+
+// resultsLoop follows the RESULTS stream. Results are applied in memory as
+// they arrive, written to etcd (and their manifest lines to S3) a batch at
+// a time, and only then acknowledged: a crash in between replays them, and
+// applying a result twice changes nothing.
 func (c *Coordinator) resultsLoop(ctx context.Context) error {
 	cons, err := c.js.Consumer(ctx, wire.ResultsStream, wire.ResultsConsumer)
 	if err != nil {
 		return fmt.Errorf("coordinator: results consumer: %w", err)
 	}
+	var (
+		held     []jetstream.Msg // applied, not yet written
+		finished []string
+		since    time.Time // when the oldest held result was applied
+	)
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(c.opts.ResultBatch, jetstream.FetchMaxWait(250*time.Millisecond))
+		wait := 250 * time.Millisecond
+		if len(held) > 0 {
+			wait = max(min(wait, time.Until(since.Add(resultsFlushEvery))), 10*time.Millisecond)
+		}
+		batch, err := cons.Fetch(c.opts.ResultBatch-len(held), jetstream.FetchMaxWait(wait))
 		if err != nil {
 			if ctx.Err() == nil {
 				c.log.Warn("fetching results failed", "error", err)
@@ -34,24 +51,32 @@ func (c *Coordinator) resultsLoop(ctx context.Context) error {
 		for m := range batch.Messages() {
 			msgs = append(msgs, m)
 		}
-		if len(msgs) == 0 {
+		if len(msgs) > 0 {
+			if len(held) == 0 {
+				since = time.Now()
+			}
+			finished = append(finished, c.applyResults(msgs)...)
+			held = append(held, msgs...)
+		}
+		if len(held) == 0 || (len(held) < c.opts.ResultBatch && len(finished) == 0 && time.Since(since) < resultsFlushEvery) {
 			continue
 		}
-		finished := c.applyResults(msgs)
 		if err := c.persist(ctx); err != nil {
 			c.log.Warn("writing results to etcd failed; they will be redelivered", "error", err)
-			for _, m := range msgs {
+			for _, m := range held {
 				_ = m.NakWithDelay(time.Second)
 			}
+			held, finished = nil, nil
 			sleepCtx(ctx, 500*time.Millisecond)
 			continue
 		}
-		for _, m := range msgs {
+		for _, m := range held {
 			_ = m.Ack()
 		}
 		for _, id := range finished {
 			go c.finalize(ctx, id)
 		}
+		held, finished = nil, nil
 	}
 	return nil
 }
