@@ -130,6 +130,7 @@ func TestFarmBench(t *testing.T) {
 	if len(m.Frames) != frames {
 		t.Fatalf("manifest lists %d frames, want %d", len(m.Frames), frames)
 	}
+	t.Logf("RESULT manifest: %d frames and %d tasks in %d shards", len(m.Frames), len(m.Tasks), len(m.Shards))
 
 	queue, gaps := f.dispatchTimes(t, st.ID)
 	idle := f.idleProbes(t, cli, probes)
