@@ -26,7 +26,7 @@ const maxBody = 2 * wire.MaxSpecBytes
 //	POST /v1/jobs/{id}/cancel         cancel                -> JobStatus
 //	DELETE /v1/jobs/{id}              delete a finished job's objects and record -> DeleteResponse
 //	GET  /v1/jobs/{id}/files[?from=&to=] presigned URLs     -> FileList
-//	GET  /v1/jobs/{id}/manifest       the manifest, proxied
+//	GET  /v1/jobs/{id}/manifest[?limit=N]       the manifest, proxied
 //	GET  /v1/jobs/{id}/frames/{index} one frame PNG, proxied
 //	GET  /v1/jobs/{id}/outputs/{name} an assembled file (animation.gif), proxied
 //	PUT  /v1/inputs/{sha256}          store an image input  -> InputRef
@@ -328,8 +328,17 @@ func (c *Coordinator) handleManifest(w http.ResponseWriter, r *http.Request) {
 	if !c.finishedJob(w, id) {
 		return
 	}
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "limit: a positive number of entries per list", nil)
+			return
+		}
+		limit = n
+	}
 	w.Header().Set("Content-Type", "application/json")
-	if err := c.writeManifestView(r.Context(), w, id); err != nil {
+	if err := c.writeManifestView(r.Context(), w, id, limit); err != nil {
 		// Headers are out once the first bytes are: the body ends short,
 		// which no JSON reader takes for a whole manifest.
 		c.log.Warn("serving manifest failed", "job_id", id, "error", err)

@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +119,49 @@ func TestCoordinator_Restart_ChunksAndShardsAcrossARestart(t *testing.T) {
 	}
 	if resp, err := etc.Get(ctx, wire.JobChunksPrefix(st.ID), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
 		t.Errorf("%d chunk keys left after the job (%v)", resp.Count, err)
+	}
+}
+
+// TestCoordinator_ManifestView_Limit serves the first entries of each list
+// of a finished job's manifest with ?limit=, the summary whole.
+func TestCoordinator_ManifestView_Limit(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx := context.Background()
+	st, err := r.cli.Submit(ctx, tinySpec(12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{id: "n1", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)}
+	n.start(t, f)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := r.cli.Wait(wctx, st.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query          string
+		frames, tasks  int
+		wantStatusCode int
+	}{{"", 12, 3, 200}, {"?limit=5", 5, 3, 200}, {"?limit=0", 0, 0, 400}} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.c.URL()+"/v1/jobs/"+st.ID+"/manifest"+tc.query, nil)
+		req.Header.Set("Authorization", "Bearer "+f.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m wire.Manifest
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if resp.StatusCode != tc.wantStatusCode {
+			t.Fatalf("manifest%s: status %d, want %d", tc.query, resp.StatusCode, tc.wantStatusCode)
+		}
+		if tc.wantStatusCode != 200 {
+			continue
+		}
+		if err != nil || len(m.Frames) != tc.frames || len(m.Tasks) != tc.tasks || m.FramesTotal != 12 || m.JobID != st.ID {
+			t.Fatalf("manifest%s: %d frames, %d tasks, total %d (%v); want %d, %d, 12", tc.query, len(m.Frames), len(m.Tasks), m.FramesTotal, err, tc.frames, tc.tasks)
+		}
 	}
 }

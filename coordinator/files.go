@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -64,10 +65,15 @@ func (c *Coordinator) eachManifestLine(ctx context.Context, job string, fn func(
 	return m, nil
 }
 
+// errViewFull ends a walk of the shards once a list of the view is full.
+var errViewFull = errors.New("coordinator: manifest view list full")
+
 // writeManifestView writes job's manifest as one JSON object, frames,
 // failed frames and tasks streamed from the shards (a pass over them for
-// each), so that a million-frame manifest is never held whole.
-func (c *Coordinator) writeManifestView(ctx context.Context, w io.Writer, job string) error {
+// each), so that a million-frame manifest is never held whole. limit > 0
+// keeps each list to its first limit entries (frames_total and the
+// summary still tell the whole).
+func (c *Coordinator) writeManifestView(ctx context.Context, w io.Writer, job string, limit int) error {
 	m, err := wire.ReadManifestSummary(ctx, c.open, job)
 	if err != nil {
 		return fmt.Errorf("coordinator: %w", err)
@@ -93,6 +99,9 @@ func (c *Coordinator) writeManifestView(ctx context.Context, w io.Writer, job st
 			if !ok {
 				return nil
 			}
+			if limit > 0 && n >= limit {
+				return errViewFull
+			}
 			b, err := json.Marshal(v)
 			if err != nil {
 				return err
@@ -103,7 +112,7 @@ func (c *Coordinator) writeManifestView(ctx context.Context, w io.Writer, job st
 			_, err = bw.Write(b)
 			return err
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, errViewFull) {
 			return fmt.Errorf("coordinator: %w", err)
 		}
 		bw.WriteByte(']')

@@ -186,7 +186,9 @@ export function mount(main, id) {
       drawFailures(detail);
       el.spec.textContent = JSON.stringify(detail.spec, null, 2);
       if (detail.manifest_key && !manifest) {
-        manifest = await api(path + '/manifest');
+        // A big job's manifest is hundreds of MB: ask for the first entries
+        // of each list (in the order tasks ended: enough for the gallery).
+        manifest = await api(path + '/manifest?limit=' + 4 * galleryMax);
         frames = new Map(manifest.frames.map((f) => [f.index, f]));
         for (const f of manifest.frames) addFrame(f.index);
         for (const [i, fig] of shown) describe(fig, i);
