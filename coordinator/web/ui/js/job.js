@@ -9,8 +9,8 @@ import {ago, badge, bar, bytes, clock, cost, duration, finished, h, rate, replac
 const galleryMax = 500;
 
 // refreshEvery bounds how often the job is re-read while events arrive; a
-// job of many tasks waits a millisecond more per task, since each re-read
-// lists them all.
+// job of many tasks waits a millisecond more per task, up to 10 s more,
+// since each re-read lists its unfinished ones (at most 1,000 queued).
 const refreshEvery = 1000;
 
 export function mount(main, id) {
@@ -199,7 +199,7 @@ export function mount(main, id) {
       el.error.textContent = (e.status === 404 ? 'No such job: ' : 'Cannot read the job: ') + e.message;
     }
     drawGalleryNote();
-    await new Promise((r) => setTimeout(r, refreshEvery + (job ? job.tasks_total : 0)));
+    await new Promise((r) => setTimeout(r, refreshEvery + (job ? Math.min(job.tasks_total, 10000) : 0)));
     busy = false;
     if (again) {
       again = false;
