@@ -223,7 +223,7 @@ func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
 	out := &Etcd{e: e, endpoints: []string{advertiseClient.String()}, tls: clientTLS,
 		log: opts.Logger, clientLog: clientLog, closing: closing, defragMinFree: opts.DefragMinFree}
 	if opts.RootPassword != "" {
-		if err := ensureAuth(out.endpoints, opts.RootPassword, clientTLS, clientLog); err != nil {
+		if err := ensureAuth(out.endpoints, opts.RootPassword, clientTLS); err != nil {
 			out.Close()
 			return nil, err
 		}
@@ -241,12 +241,15 @@ func startEtcdOnce(opts EtcdOptions) (*Etcd, error) {
 
 // ensureAuth turns etcd auth on with the given root password, or checks
 // that it already is.
-func ensureAuth(endpoints []string, password string, tc *tls.Config, lg *zap.Logger) error {
+func ensureAuth(endpoints []string, password string, tc *tls.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Logging in works whether auth is on (checks the password) or off.
+	// Its client logs nothing: on a new data dir its first login warns that
+	// auth is off, which is what this function is here to change; what
+	// goes wrong is in the error it returns.
 	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: RootUser, Password: password,
-		TLS: tc, DialTimeout: 5 * time.Second, Logger: lg})
+		TLS: tc, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return fmt.Errorf("%w: log in as root (is RootPassword the one this data dir was created with?): %w", ErrEtcd, err)
 	}

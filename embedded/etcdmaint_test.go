@@ -87,8 +87,10 @@ func TestEtcd_CompactAndDefrag_ShrinksTheDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("before %+v, after %+v", before, after)
-	if before.DBSize < rewrites*mib {
-		t.Fatalf("db size before = %d, want the %d revisions written (>= %d)", before.DBSize, rewrites, rewrites*mib)
+	// The history was there: nearly the 100 revisions' bytes (bbolt may
+	// already have reused a few pages once the compaction began).
+	if before.DBSize < rewrites*mib*8/10 {
+		t.Fatalf("db size before = %d, want most of the %d revisions written (>= %d)", before.DBSize, rewrites, rewrites*mib*8/10)
 	}
 	if after.DBSize >= before.DBSize/2 {
 		t.Fatalf("db size after = %d, want < half of %d", after.DBSize, before.DBSize)
