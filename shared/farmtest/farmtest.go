@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/latentfarm/latentfarm/embedded"
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -183,11 +183,8 @@ func RunS3(t testing.TB) *S3Server {
 // Client is a minio client with the gateway's credentials.
 func (s *S3Server) Client(t testing.TB) *minio.Client {
 	t.Helper()
-	c, err := minio.New(s.Host, &minio.Options{
-		Creds:  credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
-		Secure: false,
-		Region: "us-east-1",
-	})
+	c, err := connect.S3(connect.S3Config{Endpoint: s.Endpoint, AccessKey: s.AccessKey, SecretKey: s.SecretKey,
+		Region: "us-east-1", Bucket: s.Bucket})
 	if err != nil {
 		t.Fatalf("farmtest: s3 client: %v", err)
 	}
