@@ -109,6 +109,14 @@ func TestCoordinator_Batch_CompletesWithManifest(t *testing.T) {
 			t.Fatalf("frame %s: %q, %v", name, b, err)
 		}
 	}
+	// farm get --proxy: every frame through the coordinator.
+	proxied := t.TempDir()
+	if sum, err := r.cli.Download(ctx, st.ID, proxied, client.DownloadOptions{Proxy: true}); err != nil || sum.FrameCount != 42 {
+		t.Fatalf("download through the coordinator: %d frames, %v", sum.FrameCount, err)
+	}
+	if got, _ := filepath.Glob(filepath.Join(proxied, "frames", "*.png")); len(got) != 42 {
+		t.Fatalf("downloaded %d frames through the coordinator, want 42", len(got))
+	}
 	jobs, err := r.cli.Jobs(ctx, "", 0)
 	if err != nil || len(jobs) != 1 || jobs[0].ID != st.ID {
 		t.Fatalf("jobs = %+v, %v", jobs, err)
