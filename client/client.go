@@ -85,7 +85,9 @@ type APIError struct {
 
 // Error implements error.
 func (e *APIError) Error() string {
-	return fmt.Sprintf("coordinator: %s (%d %s)", e.Message, e.Status, e.Code)
+	// The coordinator's own errors already name it ("coordinator: no such
+	// job"): say it once.
+	return fmt.Sprintf("coordinator: %s (%d %s)", strings.TrimPrefix(e.Message, "coordinator: "), e.Status, e.Code)
 }
 
 // IsCode reports whether err is an APIError with code.
