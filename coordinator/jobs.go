@@ -207,6 +207,13 @@ func (c *Coordinator) publishJob(ctx context.Context, j *job) error {
 	ok := c.publishAll(ctx, msgs)
 
 	c.mu.Lock()
+	if !j.active() {
+		// The job ended (a cancel finalized it) while these were in flight:
+		// its state is gone; take the tasks back out.
+		c.mu.Unlock()
+		c.purgeJob(ctx, j.rec.ID)
+		return nil
+	}
 	published := j.rec.Published
 	var firstErr error
 	for k, i := range idx {
