@@ -501,7 +501,8 @@ func TestCoordinator_Submit_UnknownModelRefused(t *testing.T) {
 
 func TestCoordinator_Retry_RerunShowsAttempt2(t *testing.T) {
 	f := newTestFarm(t)
-	r := f.start(t, nil)
+	// A retry backoff long enough to stop the flaky node in between.
+	r := f.start(t, func(o *Options) { o.RetryBase, o.RetryMax = 2*time.Second, 2*time.Second })
 	r.waitLeading(t)
 	ctx := context.Background()
 	flaky := &testNode{id: "flaky", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30),
@@ -511,7 +512,9 @@ func TestCoordinator_Retry_RerunShowsAttempt2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	farmtest.Eventually(t, 10*time.Second, func() bool { return len(flaky.taken()) > 0 })
+	// Its failure reported (not just the task taken: stopped before it
+	// reports, the task would come back as a redelivery, not a retry).
+	farmtest.Eventually(t, 10*time.Second, func() bool { return flaky.reports() > 0 })
 	stopFlaky() // gone before the retry, so that nobody passes it on
 	good := &testNode{id: "good", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)}
 	good.start(t, f)

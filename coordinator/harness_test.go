@@ -141,6 +141,14 @@ type testNode struct {
 	mu      sync.Mutex
 	tasks   []wire.Task
 	started int
+	// reported counts the results this node published.
+	reported int
+}
+
+func (n *testNode) reports() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.reported
 }
 
 func (n *testNode) taken() []wire.Task {
@@ -228,6 +236,9 @@ func (n *testNode) handle(ctx context.Context, t *testing.T, nc *nats.Conn, js j
 		}
 		return
 	}
+	n.mu.Lock()
+	n.reported++
+	n.mu.Unlock()
 	_ = m.Ack()
 }
 
