@@ -1,15 +1,15 @@
 package e2e
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latentfarm/latentfarm/shared/farmtest"
 )
 
 // buildFarm builds the farm command into a folder of the test.
@@ -25,7 +25,7 @@ func buildFarm(t *testing.T) string {
 // farmProc is a farm command run as a child process.
 type farmProc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *farmtest.SyncBuffer
 	done chan struct{}
 }
 
@@ -34,7 +34,7 @@ type farmProc struct {
 // after 20s) at cleanup, logging its output if the test failed.
 func runFarm(t *testing.T, bin string, env []string, args ...string) *farmProc {
 	t.Helper()
-	p := &farmProc{cmd: exec.Command(bin, args...), out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &farmProc{cmd: exec.Command(bin, args...), out: &farmtest.SyncBuffer{}, done: make(chan struct{})}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "FARM_") {
 			p.cmd.Env = append(p.cmd.Env, kv)
@@ -92,21 +92,4 @@ func farmOutput(t *testing.T, bin string, env []string, args ...string) (string,
 		return p.out.String(), &exec.ExitError{ProcessState: p.cmd.ProcessState}
 	}
 	return p.out.String(), nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +101,7 @@ func TestEtcd_CompactAndDefrag_ShrinksTheDB(t *testing.T) {
 }
 
 func TestEtcd_DefragLoop_GivesBackCompactedSpace(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &farmtest.SyncBuffer{}
 	e, err := embedded.StartEtcd(embedded.EtcdOptions{Dir: t.TempDir(),
 		Logger:              hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info, JSONFormat: true}),
 		CompactionRetention: time.Second, DefragInterval: 100 * time.Millisecond, DefragMinFree: mib})
@@ -169,7 +168,7 @@ func halvingDefrag(t *testing.T, log string) bool {
 }
 
 func TestEtcd_Logger_ReceivesServerAndClientWarnings(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &farmtest.SyncBuffer{}
 	dir := t.TempDir()
 	// etcd warns when its data dir is open to others.
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -207,23 +206,4 @@ func TestEtcd_Logger_ReceivesServerAndClientWarnings(t *testing.T) {
 	if strings.Contains(got, "[ERROR]") {
 		t.Fatalf("hclog output holds errors after Close:\n%s", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that the member's goroutines may write
-// while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/latentfarm/latentfarm/localfarm"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/latentfarm/latentfarm/shared/farmtest"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go"
@@ -37,7 +38,7 @@ func TestFarm_NodeLogin_AllowsWhatANodeDoesAndNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodeNATS, nodeEtcd, nodeS3 := connect.JoinConfigs(tok)
-	admin := jetStream(t, f.NATSConfig())
+	admin := farmtest.JetStreamOf(t, f.NATSConfig())
 	class, prio := wire.AllClasses()[0], wire.PriorityHigh
 	consumer := wire.TaskConsumer(class, prio)
 

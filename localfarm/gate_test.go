@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/latentfarm/latentfarm/coordinator"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/latentfarm/latentfarm/shared/farmtest"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go"
@@ -71,7 +72,7 @@ func TestFarm_CoordinatorLogin_IsNotAdmin(t *testing.T) {
 // not exist fails saying an admin must make it.
 func coordinatorNeedsTheAdminsSetup(ctx context.Context, t *testing.T, f *Farm) {
 	nc, ec, sc := f.coordinatorConfigs()
-	var log lockedLog
+	var log farmtest.SyncBuffer
 	run := func(ctx context.Context, sc connect.S3Config) (*coordinator.Coordinator, chan error) {
 		c, err := coordinator.New(coordinator.Options{NATS: nc, Etcd: ec, S3: sc, Listen: "127.0.0.1:0", Token: "t",
 			StateDir: t.TempDir(), Logger: hclog.New(&hclog.LoggerOptions{Output: &log, Level: hclog.Warn})})
@@ -82,7 +83,7 @@ func coordinatorNeedsTheAdminsSetup(ctx context.Context, t *testing.T, f *Farm) 
 		go func() { done <- c.Run(ctx) }()
 		return c, done
 	}
-	admin := jetStreamOf(t, f.NATSConfig())
+	admin := farmtest.JetStreamOf(t, f.NATSConfig())
 	consumer := wire.TaskConsumer(wire.AllClasses()[len(wire.AllClasses())-1], wire.PriorityLow)
 	if err := admin.DeleteConsumer(ctx, wire.TasksStream, consumer); err != nil {
 		t.Fatal(err)
@@ -126,38 +127,6 @@ func coordinatorNeedsTheAdminsSetup(ctx context.Context, t *testing.T, f *Farm) 
 	if !strings.Contains(log.String(), "checking the streams an admin made") {
 		t.Errorf("the coordinator did not say why it checks:\n%s", log.String())
 	}
-}
-
-// lockedLog is a log sink written from several goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func jetStreamOf(t *testing.T, c connect.NATSConfig) jetstream.JetStream {
-	t.Helper()
-	nc, err := connect.NATS(c, "gate-test-admin", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 func coordinatorEtcd(ctx context.Context, t *testing.T, ec connect.EtcdConfig) {
@@ -218,7 +187,7 @@ func coordinatorNATS(ctx context.Context, t *testing.T, nc, adminConfig connect.
 	// Refused: every request that makes, changes or deletes a stream or a
 	// consumer. A refused request is never answered: each waits out its
 	// own short context, side by side.
-	adminJS := jetStreamOf(t, adminConfig)
+	adminJS := farmtest.JetStreamOf(t, adminConfig)
 	tasks, err := adminJS.Stream(ctx, wire.TasksStream)
 	if err != nil {
 		t.Fatal(err)

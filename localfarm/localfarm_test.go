@@ -15,6 +15,7 @@ import (
 	"github.com/latentfarm/latentfarm/embedded"
 	"github.com/latentfarm/latentfarm/localfarm"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/latentfarm/latentfarm/shared/farmtest"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -108,7 +109,7 @@ func TestFarm_RestartKeepsDataAndCredentials(t *testing.T) {
 		t.Fatalf("credentials on disk %+v differ from the farm's %+v", onDisk, first)
 	}
 
-	js := jetStream(t, f.NATSConfig())
+	js := farmtest.JetStreamOf(t, f.NATSConfig())
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEEP", Subjects: []string{"keep.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestFarm_RestartKeepsDataAndCredentials(t *testing.T) {
 		second.EtcdPassword != first.EtcdPassword || second.S3AccessKey != first.S3AccessKey || second.S3SecretKey != first.S3SecretKey {
 		t.Fatal("secrets changed across a restart")
 	}
-	str, err := jetStream(t, f.NATSConfig()).Stream(ctx, "KEEP")
+	str, err := farmtest.JetStreamOf(t, f.NATSConfig()).Stream(ctx, "KEEP")
 	if err != nil {
 		t.Fatalf("stream lost: %v", err)
 	}
@@ -256,20 +257,6 @@ func TestSummary_HoldsNoSecret(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, got)
 		}
 	}
-}
-
-func jetStream(t *testing.T, c connect.NATSConfig) jetstream.JetStream {
-	t.Helper()
-	nc, err := connect.NATS(c, "localfarm-test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 func etcdClient(t *testing.T, c connect.EtcdConfig) *clientv3.Client {

@@ -1,9 +1,7 @@
 package connect_test
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,25 +11,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// lockedBuffer is a log sink written from client goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLog(buf *lockedBuffer) hclog.Logger {
+func testLog(buf *farmtest.SyncBuffer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Info, DisableTime: true})
 }
 
@@ -39,7 +19,7 @@ func testLog(buf *lockedBuffer) hclog.Logger {
 // connection and finds both events in the caller's log.
 func TestNATS_LogsDisconnectAndReconnect(t *testing.T) {
 	s := farmtest.RunJetStream(t)
-	var buf lockedBuffer
+	var buf farmtest.SyncBuffer
 	nc, err := connect.NATS(connect.NATSConfig{URL: s.URL, User: s.User, Password: s.Password}, "logs-test", testLog(&buf))
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +38,7 @@ func TestNATS_LogsDisconnectAndReconnect(t *testing.T) {
 // TestZapToHclog: zap's warnings and errors reach hclog with their fields;
 // debug and info lines are dropped.
 func TestZapToHclog(t *testing.T) {
-	var buf lockedBuffer
+	var buf farmtest.SyncBuffer
 	zl := connect.ZapToHclog(testLog(&buf))
 	zl.Info("chatty", zap.String("k", "v"))
 	zl.With(zap.String("endpoint", "e1")).Warn("retrying", zap.Int("attempt", 2))

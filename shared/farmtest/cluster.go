@@ -182,7 +182,7 @@ type Member struct {
 
 	cmd   *exec.Cmd
 	stdin io.Closer
-	out   *syncBuffer
+	out   *SyncBuffer
 	ready chan error
 	done  chan struct{}
 }
@@ -197,7 +197,7 @@ func startMember(t testing.TB, spec memberSpec) *Member {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), EnvClusterMember+"="+string(data))
-	m := &Member{Name: spec.Name, cmd: cmd, out: &syncBuffer{}, ready: make(chan error, 1), done: make(chan struct{})}
+	m := &Member{Name: spec.Name, cmd: cmd, out: &SyncBuffer{}, ready: make(chan error, 1), done: make(chan struct{})}
 	cmd.Stderr = m.out
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -94,6 +94,22 @@ func (s *NATSServer) JetStream(t testing.TB) jetstream.JetStream {
 	return js
 }
 
+// JetStreamOf connects to NATS as c says and returns a JetStream context;
+// the connection closes at cleanup.
+func JetStreamOf(t testing.TB, c connect.NATSConfig) jetstream.JetStream {
+	t.Helper()
+	nc, err := connect.NATS(c, "farmtest", nil)
+	if err != nil {
+		t.Fatalf("farmtest: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("farmtest: jetstream: %v", err)
+	}
+	return js
+}
+
 // EtcdServer is an etcd member started by RunEtcd.
 type EtcdServer struct {
 	// Endpoints are the client URLs.
@@ -158,7 +174,7 @@ type S3Server struct {
 // Bucket. The test binary needs the TestMain in the package comment.
 func RunS3(t testing.TB) *S3Server {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	gw, err := embedded.StartS3(embedded.S3Options{Dir: t.TempDir(), AccessKey: "farmtest",
 		SecretKey: RandomSecret(t), Output: out})
 	if err != nil {
@@ -215,25 +231,29 @@ func RandomSecret(t testing.TB) string {
 	return hex.EncodeToString(b)
 }
 
-// syncBuffer collects the child's output safely.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that goroutines (a child's output, a
+// logger's) may write while a test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String is what was written so far.
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
 }
 
-func (b *syncBuffer) Len() int {
+// Len is how many bytes were written so far.
+func (b *SyncBuffer) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Len()
