@@ -47,16 +47,12 @@ func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions
 	if err := fetchURL(ctx, c.http, u, map[string]string{"Authorization": "Bearer " + c.token}, manifest); err != nil {
 		return sum, err
 	}
-	// Pass 1: which frames the manifest lists, a bit per frame index.
-	var listed []uint64
+	// Pass 1: which frames the manifest lists.
+	var listed wire.FrameSet
 	sum, err := walkManifestFile(manifest, func(f wire.ManifestFrame) error {
-		if f.Index < 0 || f.Index >= wire.MaxFrames || f.Key != wire.FrameKey(id, f.Index) {
+		if !listed.AddFrame(id, f) {
 			return fmt.Errorf("client: manifest frame %d has key %q", f.Index, f.Key)
 		}
-		for len(listed) <= f.Index/64 {
-			listed = append(listed, 0)
-		}
-		listed[f.Index/64] |= 1 << (f.Index % 64)
 		return nil
 	})
 	if err != nil {
@@ -67,13 +63,13 @@ func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions
 		done     int
 		outputs  = map[string]string{}
 		total    = sum.FrameCount
-		maxIndex = len(listed) * 64
+		maxIndex = listed.Bound()
 	)
 	for from := 0; from < maxIndex; from += wire.MaxFileWindow {
 		to := min(from+wire.MaxFileWindow, maxIndex) - 1
 		var frames []int
 		for i := from; i <= to; i++ {
-			if listed[i/64]&(1<<(i%64)) != 0 {
+			if listed.Has(i) {
 				frames = append(frames, i)
 			}
 		}

@@ -42,13 +42,10 @@ func (c *Coordinator) sweepCancelled(ctx context.Context, id string) {
 		case <-time.After(sweepPoll):
 		}
 	}
-	// The frames to keep, as a bit per frame index: a million-frame job's
-	// keys would not fit a set.
-	listed := make([]uint64, 1+wire.MaxFrames/64)
+	var listed wire.FrameSet // the frames to keep
 	kept := 0
 	m, err := c.eachManifestLine(ctx, id, func(l wire.ManifestLine) error {
-		if f := l.Frame; f != nil && f.Key == wire.FrameKey(id, f.Index) && f.Index >= 0 && f.Index < wire.MaxFrames {
-			listed[f.Index/64] |= 1 << (f.Index % 64)
+		if l.Frame != nil && listed.AddFrame(id, *l.Frame) {
 			kept++
 		}
 		return nil
@@ -66,7 +63,7 @@ func (c *Coordinator) sweepCancelled(ctx context.Context, id string) {
 	}
 	n, err := c.removeObjects(ctx, wire.JobObjectsPrefix(id), func(key string) bool {
 		if i, ok := wire.ParseFrameKey(id, key); ok {
-			return listed[i/64]&(1<<(i%64)) != 0
+			return listed.Has(i)
 		}
 		return keep[key]
 	})

@@ -111,3 +111,28 @@ func (m *Manifest) Sort() {
 	sort.Slice(m.Failed, func(a, b int) bool { return m.Failed[a].Index < m.Failed[b].Index })
 	sort.SliceStable(m.Tasks, func(a, b int) bool { return m.Tasks[a].Frames[0] < m.Tasks[b].Frames[0] })
 }
+
+// FrameSet is a set of a job's frame indices, a bit each: a million-frame
+// job's frame keys would not fit a map.
+type FrameSet struct{ bits []uint64 }
+
+// AddFrame adds f's index when f is a frame of job at its own key
+// (FrameKey), and reports whether it did.
+func (s *FrameSet) AddFrame(job string, f ManifestFrame) bool {
+	if f.Index < 0 || f.Index >= MaxFrames || f.Key != FrameKey(job, f.Index) {
+		return false
+	}
+	for len(s.bits) <= f.Index/64 {
+		s.bits = append(s.bits, 0)
+	}
+	s.bits[f.Index/64] |= 1 << (f.Index % 64)
+	return true
+}
+
+// Has reports whether index i is in the set.
+func (s *FrameSet) Has(i int) bool {
+	return i >= 0 && i/64 < len(s.bits) && s.bits[i/64]&(1<<(i%64)) != 0
+}
+
+// Bound is one more than the largest index the set may hold.
+func (s *FrameSet) Bound() int { return len(s.bits) * 64 }
