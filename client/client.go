@@ -234,17 +234,10 @@ func (c *Client) Nodes(ctx context.Context) ([]wire.NodeInfo, error) {
 	return out.Nodes, err
 }
 
-// Files returns presigned URLs of a finished job's manifest and frames.
-func (c *Client) Files(ctx context.Context, id string) (wire.FileList, error) {
-	var out wire.FileList
-	err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/files", nil, &out)
-	return out, err
-}
-
-// FilesWindow returns presigned URLs of the manifest, the assembled files
+// Files returns presigned URLs of the manifest, the assembled files
 // and frames from..to of a finished job (at most wire.MaxFileWindow
 // frames; every index in the range gets a URL, rendered or not).
-func (c *Client) FilesWindow(ctx context.Context, id string, from, to int) (wire.FileList, error) {
+func (c *Client) Files(ctx context.Context, id string, from, to int) (wire.FileList, error) {
 	var out wire.FileList
 	q := url.Values{"from": {strconv.Itoa(from)}, "to": {strconv.Itoa(to)}}
 	err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/files?"+q.Encode(), nil, &out)

@@ -78,7 +78,7 @@ func (c *Client) Download(ctx context.Context, id, dir string, o DownloadOptions
 		}
 		urls := map[int]string{}
 		if !o.Proxy {
-			files, err := c.FilesWindow(ctx, id, frames[0], frames[len(frames)-1])
+			files, err := c.Files(ctx, id, frames[0], frames[len(frames)-1])
 			if err != nil {
 				return sum, err
 			}

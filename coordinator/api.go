@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -260,10 +261,11 @@ func (c *Coordinator) finishedJob(w http.ResponseWriter, id string) bool {
 	return true
 }
 
-// handleFiles presigns a finished job's files: with ?from=&to= the manifest,
-// the assembled files and the frames of that window of indices (at most
-// wire.MaxFileWindow; keys come from the indices, the manifest is not
-// read); without, every frame the manifest lists (small jobs).
+// handleFiles presigns a finished job's manifest, assembled files and the
+// frames of the window of indices ?from=&to= (at most wire.MaxFileWindow;
+// from defaults to 0, to to the window's end). Frame keys come from the
+// indices, so the manifest's frames are not read: a caller asks for the
+// windows holding the frames it lists.
 func (c *Coordinator) handleFiles(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !c.finishedJob(w, id) {
@@ -271,28 +273,16 @@ func (c *Coordinator) handleFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	out := wire.FileList{Expires: c.opts.Now().Add(c.opts.PresignTTL)}
-	var indices []int
-	var m wire.Manifest
-	var err error
-	if q := r.URL.Query(); q.Has("from") || q.Has("to") {
-		from, err1 := strconv.Atoi(q.Get("from"))
-		to, err2 := strconv.Atoi(q.Get("to"))
-		total, _ := c.frameCount(id)
-		if err1 != nil || err2 != nil || from < 0 || to < from || to >= total || to-from >= wire.MaxFileWindow {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
-				fmt.Sprintf("from and to: a window of at most %d frame indices in 0..%d", wire.MaxFileWindow, total-1), nil)
-			return
-		}
-		for i := from; i <= to; i++ {
-			indices = append(indices, i)
-		}
-		m, err = wire.ReadManifestSummary(ctx, c.open, id)
-	} else {
-		m, err = c.readManifest(ctx, id)
-		for _, f := range m.Frames {
-			indices = append(indices, f.Index)
-		}
+	total, _ := c.frameCount(id)
+	q := r.URL.Query()
+	from, err1 := strconv.Atoi(cmp.Or(q.Get("from"), "0"))
+	to, err2 := strconv.Atoi(cmp.Or(q.Get("to"), strconv.Itoa(min(from+wire.MaxFileWindow, total)-1)))
+	if err1 != nil || err2 != nil || from < 0 || to < from || to >= total || to-from >= wire.MaxFileWindow {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+			fmt.Sprintf("from and to: a window of at most %d frame indices in 0..%d", wire.MaxFileWindow, total-1), nil)
+		return
 	}
+	m, err := wire.ReadManifestSummary(ctx, c.open, id)
 	if err != nil {
 		c.writeErr(w, err)
 		return
@@ -302,8 +292,8 @@ func (c *Coordinator) handleFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out.Manifest.Key = wire.ManifestKey(id)
-	out.Frames = make([]wire.FrameURL, 0, len(indices))
-	for _, i := range indices {
+	out.Frames = make([]wire.FrameURL, 0, to-from+1)
+	for i := from; i <= to; i++ {
 		key := wire.FrameKey(id, i)
 		u, err := c.presign(ctx, key)
 		if err != nil {

@@ -109,6 +109,13 @@ func TestCoordinator_Batch_CompletesWithManifest(t *testing.T) {
 			t.Fatalf("frame %s: %q, %v", name, b, err)
 		}
 	}
+	// Presigned URLs a window at a time; a window past the job is refused.
+	if files, err := r.cli.Files(ctx, st.ID, 40, 41); err != nil || len(files.Frames) != 2 || files.Frames[1].Key != wire.FrameKey(st.ID, 41) {
+		t.Fatalf("files 40..41: %+v, %v", files.Frames, err)
+	}
+	if _, err := r.cli.Files(ctx, st.ID, 40, 42); !client.IsCode(err, wire.CodeBadRequest) {
+		t.Fatalf("files 40..42 of 42 frames: %v, want bad_request", err)
+	}
 	// farm get --proxy: every frame through the coordinator.
 	proxied := t.TempDir()
 	if sum, err := r.cli.Download(ctx, st.ID, proxied, client.DownloadOptions{Proxy: true}); err != nil || sum.FrameCount != 42 {
