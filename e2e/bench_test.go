@@ -122,7 +122,7 @@ func TestFarmBench(t *testing.T) {
 	self1, kids1 := cpuTime(t)
 	cpu, kids := self1+kids1-self0-kids0, kids1-kids0
 	peakHeap, peakRSS := peak.stop()
-	st8 := state.stop()
+	peaks := state.stop()
 	if final.State != wire.JobDone || final.FramesDone != frames {
 		t.Fatalf("bench job ended %s with %d/%d frames: %s", final.State, final.FramesDone, frames, final.Error)
 	}
@@ -159,13 +159,13 @@ func TestFarmBench(t *testing.T) {
 		nodes, mib(base.heap), mib(peakHeap), mib(peakRSS))
 	if metricsURL != "" {
 		t.Logf("RESULT coordinator process alone: peak heap in use %s, peak RSS %s (from its /metrics every 500 ms)",
-			mib(st8.coordHeap), mib(st8.coordRSS))
+			mib(peaks.coordHeap), mib(peaks.coordRSS))
 	}
-	t.Logf("RESULT etcd during the job: at most %d keys under %s; database at most %.1f MiB (%.1f MiB in use); at the end %.1f MiB (%.1f MiB in use)",
-		st8.keys, wire.EtcdRoot, mb(st8.dbSize), mb(st8.dbInUse), mb(st8.endSize), mb(st8.endInUse))
+	t.Logf("RESULT etcd during the job: at most %d keys under %s; database at most %s (%s in use); at the end %s (%s in use)",
+		peaks.keys, wire.EtcdRoot, mib(peaks.dbSize), mib(peaks.dbInUse), mib(peaks.endSize), mib(peaks.endInUse))
 	if before, after, err := f.etcd.Server.CompactAndDefrag(ctx); err == nil {
-		t.Logf("RESULT etcd compacted and defragmented after the job: %.1f MiB -> %.1f MiB, %d keys",
-			mb(uint64(before.DBSize)), mb(uint64(after.DBSize)), after.Keys)
+		t.Logf("RESULT etcd compacted and defragmented after the job: %s -> %s, %d keys",
+			mib(uint64(before.DBSize)), mib(uint64(after.DBSize)), after.Keys)
 	} else {
 		t.Logf("RESULT etcd compaction after the job failed: %v", err)
 	}
@@ -349,7 +349,7 @@ func (p *peakMem) stop() (heap, rss uint64) {
 	return p.heap, p.rss
 }
 
-func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func cpuProfile(t *testing.T, path string) func() {
 	fh, err := os.Create(path)
@@ -382,8 +382,6 @@ type stateSampler struct {
 	once sync.Once
 	statePeaks
 }
-
-func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
 type statePeaks struct {
 	keys                               int64
