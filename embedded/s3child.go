@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,10 @@ const (
 	// EnvS3ReadyFD names the file descriptor on which the child writes one
 	// line once it serves.
 	EnvS3ReadyFD = "LATENTFARM_S3_READY_FD"
+	// EnvS3CPUProfile, set in the parent's environment (the child inherits
+	// it), makes the child write a CPU profile of its whole life to that
+	// path: benchmarks use it to see where the gateway's time goes.
+	EnvS3CPUProfile = "LATENTFARM_S3_CPUPROFILE"
 )
 
 // S3Options configures the S3 gateway child process.
@@ -243,6 +248,17 @@ func GatewayConfigFromEnv() GatewayConfig {
 func ServeGatewayChild(ctx context.Context, cfg GatewayConfig) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if path := os.Getenv(EnvS3CPUProfile); path != "" {
+		fh, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("%w: cpu profile: %w", ErrS3, err)
+		}
+		defer fh.Close()
+		if err := pprof.StartCPUProfile(fh); err != nil {
+			return fmt.Errorf("%w: cpu profile: %w", ErrS3, err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var readyFile *os.File
 	if fd, err := strconv.Atoi(os.Getenv(EnvS3ReadyFD)); err == nil && fd > 2 {
 		readyFile = os.NewFile(uintptr(fd), "ready")

@@ -1,9 +1,11 @@
 package connect
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -75,15 +77,18 @@ func S3(c S3Config) (*minio.Client, error) {
 		Secure: secure,
 		Region: c.Region,
 	}
+	tr, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, fmt.Errorf("connect: s3 transport: %w", err)
+	}
 	if c.TLS.Enabled() {
 		tc, err := c.TLS.Config()
 		if err != nil {
 			return nil, err
 		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
-		opts.Transport = tr
 	}
+	opts.Transport = statedLength{tr}
 	cli, err := minio.New(host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect: s3 %s: %w", host, err)
@@ -109,4 +114,41 @@ func EnsureBucket(ctx context.Context, cli *minio.Client, bucket, region string)
 		return fmt.Errorf("connect: s3 make bucket %s: %w", bucket, err)
 	}
 	return nil
+}
+
+// statedLengthMax is the most of a body of unknown length that statedLength
+// reads ahead to give it a Content-Length.
+const statedLengthMax = 64 << 10
+
+// statedLength sends a small body of unknown length with a Content-Length
+// instead of chunked transfer encoding. minio-go uploads an empty object over
+// plain HTTP as a signed aws-chunked body of unknown length; S3 servers that
+// stream request bodies (the embedded gateway) leave the chunked framing of
+// such a body in the connection, and on a kept-alive connection the next
+// request then reads a 400 answer to those leftover bytes. A stated length
+// lets the server read the body whole. Bodies longer than statedLengthMax
+// are sent chunked as before.
+type statedLength struct{ next http.RoundTripper }
+
+func (s statedLength) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body == nil || req.Body == http.NoBody || req.ContentLength != 0 {
+		return s.next.RoundTrip(req)
+	}
+	head, err := io.ReadAll(io.LimitReader(req.Body, statedLengthMax+1))
+	if err != nil {
+		req.Body.Close()
+		return nil, err
+	}
+	r := req.Clone(req.Context())
+	if len(head) <= statedLengthMax {
+		req.Body.Close()
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(head)), int64(len(head))
+		r.TransferEncoding = nil
+	} else {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head), req.Body), req.Body}
+	}
+	return s.next.RoundTrip(r)
 }
