@@ -152,8 +152,18 @@ type runningNode struct {
 	done chan error
 }
 
-// start runs a node until the test ends (or stop is called).
+// start runs a node until the test ends (or stop is called), once it is
+// ready.
 func (f *testFarm) start(t testing.TB, o Options) *runningNode {
+	t.Helper()
+	rn := f.launch(t, o)
+	f.waitState(t, o.ID, wire.NodeReady)
+	return rn
+}
+
+// launch runs a node until the test ends (or stop is called) without
+// waiting for it: it may be busy by the time it is registered.
+func (f *testFarm) launch(t testing.TB, o Options) *runningNode {
 	t.Helper()
 	n, err := New(o)
 	if err != nil {
@@ -170,7 +180,6 @@ func (f *testFarm) start(t testing.TB, o Options) *runningNode {
 			t.Error("node did not stop")
 		}
 	})
-	f.waitState(t, o.ID, wire.NodeReady)
 	return rn
 }
 

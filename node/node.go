@@ -271,6 +271,14 @@ type Node struct {
 	wake  chan struct{}
 	hints pullHints
 	ran   bool
+
+	// settleSlot holds the one task being settled in the background (see
+	// run); settling counts it, for Run to wait on.
+	settleSlot chan struct{}
+	settling   sync.WaitGroup
+	// pullAhead, set by serve around each task, starts pulling the next
+	// task; render calls it as the last frame begins.
+	pullAhead func()
 }
 
 // running is the task being rendered.
@@ -292,7 +300,7 @@ func New(opts Options) (*Node, error) {
 	n := &Node{
 		opts: opts, log: opts.Logger.Named("node").With("node_id", opts.ID), fp: fp,
 		classes: fp.Classes(), cancelSeen: map[string]bool{}, wake: make(chan struct{}, 1),
-		hints: newPullHints(), metrics: NewMetrics(), devices: fp.Devices,
+		hints: newPullHints(), metrics: NewMetrics(), devices: fp.Devices, settleSlot: make(chan struct{}, 1),
 	}
 	n.metrics.n = n
 	return n, nil
@@ -381,8 +389,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.serve(ctx)
+	n.settling.Wait()
 
-	// Shutdown. Step 1 happened when serve returned.
+	// Shutdown. Step 1 happened when serve returned and the last task's
+	// result was published and acked.
 	for _, s := range subs {
 		_ = s.Unsubscribe()
 	}

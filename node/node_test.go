@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"image/png"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -368,4 +369,98 @@ func TestNode_SIGKILLMidTaskLosesNothing(t *testing.T) {
 		}
 	}
 	farmtest.Eventually(t, 5*time.Second, func() bool { return f.pendingTasks(t) == 0 })
+}
+
+// heldTasks is how many task messages nodes hold unacked.
+func (f *testFarm) heldTasks(t testing.TB) int {
+	t.Helper()
+	s, err := f.js.Stream(context.Background(), wire.TasksStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	infos := s.ListConsumers(context.Background())
+	for info := range infos.Info() {
+		held += info.NumAckPending
+	}
+	if err := infos.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
+
+// TestNode_PullsTheNextTaskDuringTheLastFrame: with more tasks queued, a
+// node pulls its next task while it renders the last frame of the current
+// one, keeps that task alive while it waits (the frame takes longer than
+// the ack wait), and runs both, one after the other, each once.
+func TestNode_PullsTheNextTaskDuringTheLastFrame(t *testing.T) {
+	f := newTestFarm(t)
+	tasks := job(t, "ahead", 4, 2, nil)
+	f.publish(t, tasks...)
+	o := f.options("worker", 8)
+	o.LoadTestDelay = ackWait + 300*time.Millisecond
+	f.launch(t, o)
+	farmtest.Eventually(t, 10*time.Second, func() bool { return f.heldTasks(t) == 2 })
+	// An idle node would get the held task if it were redelivered.
+	f.start(t, f.options("standby", 8))
+
+	res := f.results(t, 2, 20*time.Second)
+	if len(res) != 2 {
+		t.Fatalf("got %d results, want 2", len(res))
+	}
+	slices.SortFunc(res, func(a, b wire.Result) int { return a.StartedAt.Compare(b.StartedAt) })
+	for i, r := range res {
+		if !r.OK() || r.TaskID != tasks[i].ID || r.NodeID != "worker" || r.Delivery != 1 {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	if res[1].StartedAt.Before(res[0].FinishedAt) {
+		t.Errorf("the second task started at %s, before the first ended at %s", res[1].StartedAt, res[0].FinishedAt)
+	}
+	time.Sleep(2 * ackWait)
+	f.waitState(t, "worker", wire.NodeReady)
+	if done, idle := f.entry(t, "worker").TasksDone, f.entry(t, "standby").TasksDone; done != 2 || idle != 0 {
+		t.Errorf("tasks done: worker %d, standby %d; want 2 and 0", done, idle)
+	}
+}
+
+// TestNode_DrainGivesBackTheTaskPulledAhead: a node told to stop while it
+// holds its next task finishes the current one and returns the next to the
+// queue at once, where another node takes it.
+func TestNode_DrainGivesBackTheTaskPulledAhead(t *testing.T) {
+	f := newTestFarm(t)
+	tasks := job(t, "aheaddrain", 4, 2, nil)
+	// A task held when the node stopped and not given back would come back
+	// only after the ack wait: make that longer than the test.
+	ctx := context.Background()
+	cons, err := f.js.Consumer(ctx, wire.TasksStream, wire.TaskConsumer(tasks[0].Class, tasks[0].Priority))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	cfg.AckWait = time.Minute
+	if _, err := f.js.UpdateConsumer(ctx, wire.TasksStream, cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, tasks...)
+	o := f.options("drainer", 8)
+	o.LoadTestDelay = 800 * time.Millisecond
+	rn := f.launch(t, o)
+	farmtest.Eventually(t, 10*time.Second, func() bool { return f.heldTasks(t) == 2 })
+	rn.stop()
+	if err := rn.wait(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, f.options("fast", 8))
+	res := f.results(t, 2, 10*time.Second)
+	if len(res) != 2 {
+		t.Fatalf("got %d results, want 2", len(res))
+	}
+	slices.SortFunc(res, func(a, b wire.Result) int { return a.StartedAt.Compare(b.StartedAt) })
+	if r := res[0]; !r.OK() || r.TaskID != tasks[0].ID || r.NodeID != "drainer" {
+		t.Errorf("first result = %+v, want the drained node's", r)
+	}
+	if r := res[1]; !r.OK() || r.TaskID != tasks[1].ID || r.NodeID != "fast" || r.Delivery != 2 {
+		t.Errorf("second result = %+v, want the task given back, run by fast as delivery 2", r)
+	}
 }

@@ -113,14 +113,19 @@ func cmpOr(a, b error) error {
 	return b
 }
 
-// serve pulls and runs tasks, one at a time, until ctx ends.
+// serve pulls and runs tasks, one at a time, until ctx ends. While a task
+// renders its last frame, the next task is pulled (see aheadPull), so that a
+// busy node starts its next task as soon as one ends.
 func (n *Node) serve(ctx context.Context) {
 	cs := &consumers{js: n.js, handles: map[string]jetstream.Consumer{}, missing: map[string]time.Time{}}
 	var tick uint64
 	idleSince := time.Now()
 	errDelay := 100 * time.Millisecond
+	var ahead *aheadPull
+	defer func() { ahead.giveBack() }()
 	for ctx.Err() == nil {
 		if n.draining() {
+			ahead.giveBack()
 			<-ctx.Done()
 			return
 		}
@@ -128,7 +133,14 @@ func (n *Node) serve(ctx context.Context) {
 			sleepCtx(ctx, d)
 			continue
 		}
-		p, err := n.pullOne(ctx, cs, tick)
+		var p *pulled
+		var err error
+		if ahead != nil {
+			p, err = ahead.take()
+			ahead = nil
+		} else {
+			p, err = n.pullOne(ctx, cs, tick)
+		}
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("pull failed", "error", err)
 			sleepCtx(ctx, errDelay)
@@ -145,8 +157,80 @@ func (n *Node) serve(ctx context.Context) {
 			continue
 		}
 		tick++
+		next := tick
+		n.pullAhead = func() {
+			if ahead == nil && backlogged(p) && !n.draining() {
+				ahead = n.startAheadPull(ctx, cs, next)
+			}
+		}
 		n.handle(ctx, p)
+		n.pullAhead = nil
 		idleSince = time.Now()
+	}
+}
+
+// backlogged reports whether more tasks were waiting in p's consumer when p
+// was delivered. Only then does the node pull ahead: with no backlog, an
+// idle node may be waiting for the next task.
+func backlogged(p *pulled) bool {
+	meta, err := p.msg.Metadata()
+	return err == nil && meta.NumPending > 0
+}
+
+// aheadPull is a pull started while the node finishes its current task. The
+// task it got is kept alive with in-progress signals until the node takes it
+// or gives it back.
+type aheadPull struct {
+	done  chan struct{} // closed when the pull returned
+	taken chan struct{} // closed by take
+	p     *pulled
+	err   error
+}
+
+// startAheadPull pulls in the background. The caller must not use cs until
+// take returns.
+func (n *Node) startAheadPull(ctx context.Context, cs *consumers, tick uint64) *aheadPull {
+	a := &aheadPull{done: make(chan struct{}), taken: make(chan struct{})}
+	go func() {
+		a.p, a.err = n.pullOne(ctx, cs, tick)
+		close(a.done)
+		if a.p == nil || n.opts.NoInProgressAcks {
+			return
+		}
+		t := time.NewTicker(inProgressEvery(a.p.ackWait))
+		defer t.Stop()
+		for {
+			select {
+			case <-a.taken:
+				return
+			case <-t.C:
+				_ = a.p.msg.InProgress()
+			}
+		}
+	}()
+	return a
+}
+
+// take waits for the pull and returns what it got.
+func (a *aheadPull) take() (*pulled, error) {
+	<-a.done
+	close(a.taken)
+	return a.p, a.err
+}
+
+// giveBack returns a task pulled ahead to the queue at once (the node is
+// draining or stopping). Safe on nil.
+func (a *aheadPull) giveBack() {
+	if a == nil {
+		return
+	}
+	select {
+	case <-a.taken:
+		return
+	default:
+	}
+	if p, _ := a.take(); p != nil {
+		_ = p.msg.Nak()
 	}
 }
 

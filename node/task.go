@@ -137,7 +137,11 @@ func (n *Node) decode(p *pulled) (wire.Task, error) {
 	return t, nil
 }
 
-// run renders a task, keeping its message alive, and settles it.
+// run renders a task, keeping its message alive, and settles it. A task
+// that succeeded is settled (its result published, then its message acked)
+// while the node pulls its next task, so that the gap between two tasks is a
+// pull rather than a publish, an ack and a pull; one settles at a time, and
+// Run waits for the last one before it deregisters.
 func (n *Node) run(ctx context.Context, p *pulled, task *wire.Task, res *wire.Result, log hclog.Logger) {
 	tctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -159,7 +163,6 @@ func (n *Node) run(ctx context.Context, p *pulled, task *wire.Task, res *wire.Re
 		i.CurrentTask, i.CurrentJob = task.ID, task.JobID
 	})
 	stop := n.keepAlive(ctx, p, cancel, log)
-	defer stop()
 
 	if !task.PublishedAt.IsZero() {
 		res.Timings.QueueMS = max(res.StartedAt.Sub(task.PublishedAt).Milliseconds(), 0)
@@ -171,31 +174,35 @@ func (n *Node) run(ctx context.Context, p *pulled, task *wire.Task, res *wire.Re
 	}
 	res.FinishedAt = time.Now().UTC()
 	res.Timings.TotalMS = res.FinishedAt.Sub(res.StartedAt).Milliseconds()
-	if err == nil {
-		n.succeed(p.msg, task, res, log)
-	} else {
-		n.fail(p.msg, task, res, err, log)
-	}
 	n.reg.update(func(i *wire.NodeInfo) {
 		if i.State == wire.NodeBusy {
 			i.State = wire.NodeReady
 		}
 		i.CurrentTask, i.CurrentJob = "", ""
-		if err == nil {
-			i.TasksDone++
-		} else {
-			i.TasksFailed++
-		}
 	})
+	if err != nil {
+		n.fail(p.msg, task, res, err, log)
+		stop()
+		n.reg.update(func(i *wire.NodeInfo) { i.TasksFailed++ })
+		return
+	}
+	n.settleSlot <- struct{}{}
+	n.settling.Add(1)
+	go func() {
+		defer func() {
+			<-n.settleSlot
+			n.settling.Done()
+		}()
+		n.succeed(p.msg, task, res, log)
+		stop()
+		n.reg.update(func(i *wire.NodeInfo) { i.TasksDone++ })
+	}()
 }
 
 // keepAlive signals progress on the message while the task runs, and
 // cancels the task when the node has drained for longer than DrainTimeout.
 func (n *Node) keepAlive(ctx context.Context, p *pulled, cancel context.CancelCauseFunc, log hclog.Logger) (stop func()) {
-	every := 10 * time.Second
-	if p.ackWait > 0 {
-		every = max(p.ackWait/3, 50*time.Millisecond)
-	}
+	every := inProgressEvery(p.ackWait)
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -232,6 +239,15 @@ func (n *Node) keepAlive(ctx context.Context, p *pulled, cancel context.CancelCa
 	}
 }
 
+// inProgressEvery is how often a held task message is signalled in
+// progress: three times per ack wait (every 10 s when it is unknown).
+func inProgressEvery(ackWait time.Duration) time.Duration {
+	if ackWait <= 0 {
+		return 10 * time.Second
+	}
+	return max(ackWait/3, 50*time.Millisecond)
+}
+
 // render prepares the renderer and renders and uploads every frame.
 func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) error {
 	n.progress(task, wire.Progress{Stage: wire.StageStarted})
@@ -245,9 +261,12 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 	}
 	res.Timings.LoadMS = time.Since(t0).Milliseconds()
 	var renderTime time.Duration
-	for _, f := range task.Frames {
+	for i, f := range task.Frames {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if i == len(task.Frames)-1 && n.pullAhead != nil {
+			n.pullAhead()
 		}
 		fstart := time.Now()
 		var last time.Time
