@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/latentfarm/latentfarm/coordinator/comfy"
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
@@ -151,8 +151,7 @@ func (f comfyFarm) OpenInput(ctx context.Context, key string) (io.ReadCloser, in
 
 func (f comfyFarm) PutJobFile(ctx context.Context, id, name string, data []byte) error {
 	c := f.c
-	if _, err := c.s3.PutObject(ctx, c.opts.S3.Bucket, wire.OutputKey(id, name), bytes.NewReader(data), int64(len(data)),
-		minio.PutObjectOptions{ContentType: "application/json"}); err != nil {
+	if err := connect.PutBytes(ctx, c.s3, c.opts.S3.Bucket, wire.OutputKey(id, name), data, "application/json"); err != nil {
 		return fmt.Errorf("coordinator: put %s of %s: %w", name, id, err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +9,7 @@ import (
 	"io"
 	"net/url"
 
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 )
@@ -20,9 +20,7 @@ func (c *Coordinator) putManifest(ctx context.Context, m wire.Manifest) error {
 	if err != nil {
 		return fmt.Errorf("coordinator: encode manifest: %w", err)
 	}
-	_, err = c.s3.PutObject(ctx, c.opts.S3.Bucket, wire.ManifestKey(m.JobID), bytes.NewReader(b), int64(len(b)),
-		minio.PutObjectOptions{ContentType: "application/json"})
-	if err != nil {
+	if err := connect.PutBytes(ctx, c.s3, c.opts.S3.Bucket, wire.ManifestKey(m.JobID), b, "application/json"); err != nil {
 		return fmt.Errorf("coordinator: put manifest of %s: %w", m.JobID, err)
 	}
 	return nil

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +9,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
-	"github.com/minio/minio-go/v7"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -403,8 +402,7 @@ func (c *Coordinator) persist(ctx context.Context) error {
 
 func (c *Coordinator) putShards(ctx context.Context, shards []shardWrite) error {
 	for _, s := range shards {
-		if _, err := c.s3.PutObject(ctx, c.opts.S3.Bucket, s.key, bytes.NewReader(s.lines), int64(len(s.lines)),
-			minio.PutObjectOptions{ContentType: "application/x-ndjson"}); err != nil {
+		if err := connect.PutBytes(ctx, c.s3, c.opts.S3.Bucket, s.key, s.lines, "application/x-ndjson"); err != nil {
 			return fmt.Errorf("coordinator: put manifest shard %s: %w", s.key, err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 )
@@ -272,9 +273,7 @@ func PushModel(ctx context.Context, cli *minio.Client, bucket, name, src string)
 	if err != nil {
 		return man, fmt.Errorf("node: push: %w", err)
 	}
-	_, err = cli.PutObject(ctx, bucket, wire.ModelManifestKey(name), bytes.NewReader(data), int64(len(data)),
-		minio.PutObjectOptions{ContentType: "application/json"})
-	if err != nil {
+	if err := connect.PutBytes(ctx, cli, bucket, wire.ModelManifestKey(name), data, "application/json"); err != nil {
 		return man, fmt.Errorf("node: push: manifest: %w", err)
 	}
 	return man, nil

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
-	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -304,9 +303,7 @@ func (n *Node) upload(ctx context.Context, key string, data []byte, ctype string
 	err := s3Retries(ctx, func() (bool, error) {
 		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		_, err := n.s3.PutObject(uctx, n.opts.S3.Bucket, key, bytes.NewReader(data), int64(len(data)),
-			minio.PutObjectOptions{ContentType: ctype})
-		return false, err
+		return false, connect.PutBytes(uctx, n.s3, n.opts.S3.Bucket, key, data, ctype)
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("node: upload %s: %w: %w", key, ErrUnavailable, err)
