@@ -283,6 +283,16 @@ func (c *Coordinator) publishAll(ctx context.Context, msgs []*nats.Msg) []error 
 			errs[k] = ctx.Err()
 		}
 	}
+	// The tasks are in the stream: wake their nodes, once per class and
+	// priority. A lost wake costs a node's poll interval, no task.
+	woken := map[string]bool{}
+	for k, m := range msgs {
+		class, prio, _, ok := wire.ParseTaskSubject(m.Subject)
+		if wake := wire.WakeSubject(class, prio); ok && errs[k] == nil && !woken[wake] {
+			woken[wake] = true
+			_ = c.nc.Publish(wake, nil)
+		}
+	}
 	return errs
 }
 

@@ -38,7 +38,7 @@ const tokenUserPrefix = "node-"
 // read progress and the default inboxes. It may not create, change or
 // delete a stream or a consumer: farm up makes them with the admin login.
 func coordinatorNATSUser(password string) embedded.NATSUser {
-	pub := []string{wire.TasksSubjects, wire.CancelAll, wire.NodeControlAll,
+	pub := []string{wire.TasksSubjects, wire.WakeAll, wire.CancelAll, wire.NodeControlAll,
 		wire.StreamInfoSubject(wire.TasksStream), wire.StreamInfoSubject(wire.ResultsStream),
 		wire.StreamPurgeSubject(wire.TasksStream),
 		wire.ConsumerInfoSubject(wire.ResultsStream, wire.ResultsConsumer),
@@ -73,7 +73,7 @@ func nodeNATSUser(user, password string) embedded.NATSUser {
 		pub = append(pub, wire.ConsumerInfoSubject(wire.TasksStream, name), wire.ConsumerNextSubject(wire.TasksStream, name))
 	}
 	return embedded.NATSUser{Name: user, Password: password, Publish: pub,
-		Subscribe: []string{wire.CancelAll, wire.NodeControlAll, wire.TasksSubjects, wire.InboxSubjects(user)}}
+		Subscribe: []string{wire.CancelAll, wire.NodeControlAll, wire.WakeAll, wire.InboxSubjects(user)}}
 }
 
 // etcdPerm is one permission of an etcd role: the key alone when end is

@@ -78,7 +78,7 @@ func TestFarm_NodeLogin_AllowsWhatANodeDoesAndNothingElse(t *testing.T) {
 		if err := nc.Publish(wire.ProgressSubject("job1"), []byte("{}")); err != nil {
 			t.Error(err)
 		}
-		for _, s := range []string{wire.CancelAll, wire.NodeControlSubject("gpu-1"), wire.TasksSubjects} {
+		for _, s := range []string{wire.CancelAll, wire.NodeControlSubject("gpu-1"), wire.WakeAll} {
 			if _, err := nc.SubscribeSync(s); err != nil {
 				t.Error(err)
 			}

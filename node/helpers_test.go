@@ -226,7 +226,8 @@ func job(t testing.TB, id string, frames, perTask int, mutate func(*wire.JobSpec
 	return tasks
 }
 
-// publish puts tasks on the TASKS stream the way the coordinator does.
+// publish puts tasks on the TASKS stream and announces them the way the
+// coordinator does.
 func (f *testFarm) publish(t testing.TB, tasks ...wire.Task) {
 	t.Helper()
 	for _, task := range tasks {
@@ -239,6 +240,9 @@ func (f *testFarm) publish(t testing.TB, tasks ...wire.Task) {
 		m.Header.Set(wire.HeaderMsgID, task.MsgID())
 		m.Header.Set(wire.HeaderTaskID, task.ID)
 		if _, err := f.js.PublishMsg(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.nc.Publish(wire.WakeSubject(task.Class, task.Priority), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -538,11 +538,10 @@ func (n *Node) subscribe() ([]*nats.Subscription, error) {
 	if err := add(wire.NodeControlSubject(n.opts.ID), n.onControl); err != nil {
 		return nil, err
 	}
-	// Publishing a task to the stream also delivers it to plain
-	// subscribers of its subject: an idle node wakes at once instead of
-	// polling every consumer.
+	// The coordinator announces published tasks on the wake subjects: an
+	// idle node wakes at once instead of polling every consumer.
 	for _, c := range n.classes {
-		if err := add("tasks."+string(c)+".>", n.onTaskPublished); err != nil {
+		if err := add(wire.WakeFilter(c), n.onWake); err != nil {
 			return nil, err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -234,12 +233,12 @@ func (a *aheadPull) giveBack() {
 	}
 }
 
-// onTaskPublished handles the plain copy of a task published on the TASKS
-// stream: its consumer has work again, and an idle node wakes at once.
-func (n *Node) onTaskPublished(m *nats.Msg) {
-	// tasks.<class>.<priority>.<job>
-	if parts := strings.Split(m.Subject, "."); len(parts) == 4 {
-		n.hints.published(wire.TaskConsumer(wire.Class(parts[1]), wire.Priority(parts[2])))
+// onWake handles the coordinator's announcement that tasks of a class and
+// priority were published: their consumer has work again, and an idle node
+// wakes at once.
+func (n *Node) onWake(m *nats.Msg) {
+	if c, p, ok := wire.ParseWakeSubject(m.Subject); ok {
+		n.hints.published(wire.TaskConsumer(c, p))
 	}
 	n.signal()
 }
@@ -248,7 +247,7 @@ func (n *Node) onTaskPublished(m *nats.Msg) {
 // node asks the one consumer that has its work instead of every (class,
 // priority) consumer before each task: each empty fetch is a round trip to
 // the server. A consumer found empty is skipped until a task is published
-// for it (the node sees the plain copy of every publish of its classes) or
+// for it (the coordinator announces each batch on the wake subjects) or
 // for one poll interval, after which redelivered and delayed tasks, which
 // come without a publish, are found.
 type pullHints struct {

@@ -32,6 +32,8 @@ const (
 	CancelAll = "cancel.>"
 	// NodeControlAll matches node control subjects (drain requests).
 	NodeControlAll = "node.>"
+	// WakeAll matches every wake subject (see WakeSubject).
+	WakeAll = "wake.>"
 )
 
 // TaskSubject is the subject a task of class c and priority p for job is
@@ -43,6 +45,35 @@ func TaskSubject(c Class, p Priority, job string) string {
 // TaskFilter is the subject filter of the durable consumer for (c, p).
 func TaskFilter(c Class, p Priority) string {
 	return "tasks." + string(c) + "." + string(p) + ".*"
+}
+
+// ParseTaskSubject splits a TaskSubject into its class, priority and job.
+func ParseTaskSubject(subject string) (c Class, p Priority, job string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0] != "tasks" {
+		return "", "", "", false
+	}
+	return Class(parts[1]), Priority(parts[2]), parts[3], true
+}
+
+// WakeSubject is where the coordinator publishes an empty message once
+// tasks of class c and priority p are in the stream: idle nodes of the class
+// wake at once instead of at their next poll, and busy ones learn which
+// consumer has work again. One message per published batch, not a copy of
+// every task.
+func WakeSubject(c Class, p Priority) string { return "wake." + string(c) + "." + string(p) }
+
+// WakeFilter matches the wake subjects of class c; a node subscribes to one
+// per class it serves.
+func WakeFilter(c Class) string { return "wake." + string(c) + ".*" }
+
+// ParseWakeSubject splits a WakeSubject into its class and priority.
+func ParseWakeSubject(subject string) (c Class, p Priority, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 3 || parts[0] != "wake" {
+		return "", "", false
+	}
+	return Class(parts[1]), Priority(parts[2]), true
 }
 
 // JobTasksFilter matches every pending task of job, whatever its class.
