@@ -116,7 +116,9 @@ func (l *LoadTest) Render(ctx context.Context, task *wire.Task, frame wire.Frame
 // loadTestEncoder reuses its compressor between frames: png.Encode allocates
 // a fresh one (hundreds of KiB) per image, which made the load-test renderer
 // itself a large part of a farm benchmark's CPU and GC time.
-var loadTestEncoder = &png.Encoder{BufferPool: &pngPool{}}
+// It compresses at BestSpeed: 6.5 µs a frame against 15.7 µs at the default
+// level (105 bytes against 87).
+var loadTestEncoder = &png.Encoder{BufferPool: &pngPool{}, CompressionLevel: png.BestSpeed}
 
 // pngPool is a png.EncoderBufferPool over sync.Pool.
 type pngPool struct{ p sync.Pool }
