@@ -12,7 +12,7 @@
 # Settings (environment): BENCH_KIND (batch or animation: that run alone), BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT
 # (frames per task, 4: the job default), BENCH_DELAY_MS (load-test time per
 # frame, 0), BENCH_PROBES (idle-farm dispatch probes, 200), BENCH_CPUPROFILE=1
-# (also write cpu.prof), BENCH_OUT (where profiles go; default a temp dir),
+# (also write cpu.prof, and the S3 gateway child's gateway-cpu.prof), BENCH_OUT (where profiles go; default a temp dir),
 # BENCH_COORDINATOR=child (the coordinator in a process of its own: its heap
 # is read alone from its /metrics), BENCH_TIMEOUT (go test's, default 30m).
 # A million frames: BENCH_KIND=batch BENCH_FRAMES=1000000 BENCH_COORDINATOR=child
@@ -27,7 +27,9 @@ mkdir -p "$out"
 export BENCH_OUT=$out
 
 echo "farm bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), data in ${TMPDIR:-/tmp}" >&2
-"$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout "${BENCH_TIMEOUT:-30m}" -v ./e2e 2>&1 | tee "$out/bench.log" |
+gwprof=()
+[ -n "${BENCH_CPUPROFILE:-}" ] && gwprof=(LATENTFARM_S3_CPUPROFILE="$out/gateway-cpu.prof")
+env "${gwprof[@]}" "$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout "${BENCH_TIMEOUT:-30m}" -v ./e2e 2>&1 | tee "$out/bench.log" |
   grep -E 'farm bench:|RESULT|FAIL|panic' | sed -e 's/^ *bench_test.go:[0-9]*: //'
 grep -q '^--- PASS: TestFarmBench' "$out/bench.log" || { echo "bench failed: see $out/bench.log" >&2; exit 1; }
 
