@@ -30,8 +30,8 @@ func tokenUser(name string) string { return tokenUserPrefix + name }
 // tokenUserPrefix starts the users of join tokens and no other user.
 const tokenUserPrefix = "node-"
 
-// coordinatorNATSUser may publish tasks, cancels and node control
-// messages; make the JetStream API requests the coordinator does: the
+// coordinatorNATSUser may publish tasks, their wake messages, cancels and
+// node control messages; make the JetStream API requests the coordinator does: the
 // info of both streams (it checks them at start), purge TASKS (a cancelled
 // job's pending tasks), the info of every consumer it reads (the task
 // consumers' backlog, the results consumer), fetch and ack results; and

@@ -269,10 +269,8 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 		}
 		fstart := time.Now()
 		var last time.Time
-		// Steps are reported at most every 250 ms; the frame's own event,
-		// right after its upload, says its last step is done.
 		png, err := n.r.Render(ctx, task, f, func(step, total int) {
-			if now := time.Now(); now.Sub(last) >= 250*time.Millisecond {
+			if now := time.Now(); step == total || now.Sub(last) >= 250*time.Millisecond {
 				last = now
 				n.progress(task, wire.Progress{Stage: wire.StageStep, Frame: f.Index, Step: step, Steps: total})
 			}
