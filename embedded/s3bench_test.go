@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/latentfarm/latentfarm/embedded"
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkS3Gateway_PutSmall puts 300-byte objects (a load-test frame's
@@ -79,4 +81,46 @@ func selfCPU() int64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkFileCreate_AsTheGatewayDoes creates files the way the gateway's
+// posix backend stores a small object (an O_TMPFILE, 300 bytes, four
+// extended attributes, a link into the folder) under $TMPDIR, and reports
+// the CPU each costs: what the file system charges per frame, whatever S3
+// server sits above it.
+//
+//	go test -tags farmbench -run '^$' -bench FileCreate -benchtime 20000x ./embedded
+func BenchmarkFileCreate_AsTheGatewayDoes(b *testing.B) {
+	dir := b.TempDir()
+	tmp, frames := filepath.Join(dir, "tmp"), filepath.Join(dir, "frames")
+	for _, d := range []string{tmp, frames} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			b.Fatal(err)
+		}
+	}
+	body, attr := bytes.Repeat([]byte("x"), 300), bytes.Repeat([]byte("a"), 32)
+	before := selfCPU()
+	b.ResetTimer()
+	for i := range b.N {
+		fd, err := unix.Open(tmp, unix.O_TMPFILE|unix.O_WRONLY, 0o600)
+		if err != nil {
+			b.Skipf("O_TMPFILE: %v", err)
+		}
+		if _, err := unix.Write(fd, body); err != nil {
+			b.Fatal(err)
+		}
+		for _, name := range []string{"user.etag", "user.content-type", "user.checksum", "user.size"} {
+			if err := unix.Fsetxattr(fd, name, attr, 0); err != nil {
+				b.Skipf("xattrs: %v", err)
+			}
+		}
+		err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD,
+			filepath.Join(frames, fmt.Sprintf("%08d.png", i)), unix.AT_SYMLINK_FOLLOW)
+		unix.Close(fd)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(selfCPU()-before)/float64(b.N)/1e3, "cpu-µs/file")
 }
