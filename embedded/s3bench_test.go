@@ -17,13 +17,15 @@ import (
 	"time"
 
 	"github.com/latentfarm/latentfarm/embedded"
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sys/unix"
 )
 
 // BenchmarkS3Gateway_PutSmall puts 300-byte objects (a load-test frame's
-// size) from 32 writers at once, the farm bench's shape, and reports the CPU
-// each PUT costs the gateway child and this process.
+// size) the way nodes put frames (connect.PutBytes) from 32 writers at once,
+// the farm bench's shape, and reports the CPU each PUT costs the gateway
+// child and this process.
 //
 //	go test -tags farmbench -run '^$' -bench S3Gateway -benchtime 20000x ./embedded
 func BenchmarkS3Gateway_PutSmall(b *testing.B) {
@@ -50,8 +52,7 @@ func BenchmarkS3Gateway_PutSmall(b *testing.B) {
 					return
 				}
 				key := fmt.Sprintf("jobs/j%d/frames/%08d.png", i/20000, i)
-				if _, err := c.PutObject(ctx, "frames", key, bytes.NewReader(body), int64(len(body)),
-					minio.PutObjectOptions{ContentType: "image/png"}); err != nil {
+				if err := connect.PutBytes(ctx, c, "frames", key, body, "image/png"); err != nil {
 					b.Error(err)
 					return
 				}

@@ -8,7 +8,8 @@
 #   scripts/bench-farm.sh                    # the standard run
 #   BENCH_FPT=16 scripts/bench-farm.sh       # 16 frames per task
 #
-# Then a 480-frame animation (BENCH_ANIMATION_FRAMES) the same way.
+# Then a 480-frame animation (BENCH_ANIMATION_FRAMES) the same way, and the
+# S3 gateway's cost per small object (embedded/s3bench_test.go).
 # Settings (environment): BENCH_KIND (batch or animation: that run alone), BENCH_FRAMES (20000), BENCH_NODES (32), BENCH_FPT
 # (frames per task, 4: the job default), BENCH_DELAY_MS (load-test time per
 # frame, 0), BENCH_PROBES (idle-farm dispatch probes, 200), BENCH_CPUPROFILE=1
@@ -41,6 +42,13 @@ if [ -z "${BENCH_KIND:-}" ]; then
     "$GO" test -tags farmbench -run '^TestFarmBench$' -count=1 -timeout 30m -v ./e2e 2>&1 | tee "$out/bench-animation.log" |
     grep -E 'farm bench:|RESULT (end-to-end|frames alone|assembled)|FAIL|panic' | sed -e 's/^ *bench_test.go:[0-9]*: //'
   grep -q '^--- PASS: TestFarmBench' "$out/bench-animation.log" || { echo "animation bench failed: see $out/bench-animation.log" >&2; exit 1; }
+fi
+
+# What one small object costs the S3 gateway and its client (32 writers),
+# and what creating its file costs the file system under $TMPDIR.
+if [ -z "${BENCH_KIND:-}" ]; then
+  "$GO" test -tags farmbench -run '^$' -bench 'S3Gateway|FileCreate' -benchtime 20000x ./embedded 2>&1 |
+    tee "$out/bench-s3.log" | grep -E '^Benchmark|FAIL|panic'
 fi
 
 if [ -s "$out/heap.prof" ]; then
