@@ -245,13 +245,14 @@ func (f *farm) idleProbes(t *testing.T, cli *client.Client, n int) []time.Durati
 // (the S3 gateway), from /proc.
 func cpuTime(t *testing.T) (own, children time.Duration) {
 	self := os.Getpid()
-	own = procCPU(strconv.Itoa(self))
+	own = farmtest.ProcessCPU(self)
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
@@ -261,25 +262,10 @@ func cpuTime(t *testing.T) (own, children time.Duration) {
 		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
 		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
 		if len(fields) > 1 && fields[1] == strconv.Itoa(self) {
-			children += procCPU(e.Name())
+			children += farmtest.ProcessCPU(pid)
 		}
 	}
 	return own, children
-}
-
-// procCPU is utime+stime of process pid, assuming 100 clock ticks a second.
-func procCPU(pid string) time.Duration {
-	data, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	if len(fields) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(fields[11], 10, 64)
-	s, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(u+s) * 10 * time.Millisecond
 }
 
 // pct is the p-th percentile of ds (nearest rank).

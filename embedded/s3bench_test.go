@@ -8,16 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/latentfarm/latentfarm/embedded"
 	"github.com/latentfarm/latentfarm/shared/connect"
+	"github.com/latentfarm/latentfarm/shared/farmtest"
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +38,7 @@ func BenchmarkS3Gateway_PutSmall(b *testing.B) {
 	}
 	body := bytes.Repeat([]byte("x"), 300)
 	var next atomic.Int64
-	childBefore, selfBefore := procCPU(b, gw.Pid()), selfCPU()
+	childBefore, selfBefore := farmtest.ProcessCPU(gw.Pid()), farmtest.ProcessCPU(os.Getpid())
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for w := 0; w < 32; w++ {
@@ -62,26 +59,8 @@ func BenchmarkS3Gateway_PutSmall(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	n := float64(b.N)
-	b.ReportMetric(float64(procCPU(b, gw.Pid())-childBefore)/n/1e3, "gw-µs/put")
-	b.ReportMetric(float64(selfCPU()-selfBefore)/n/1e3, "client-µs/put")
-}
-
-// procCPU is a process's user+system CPU time in ns, from /proc.
-func procCPU(b *testing.B, pid int) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return (ut + st) * int64(time.Second/100)
-}
-
-func selfCPU() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
+	b.ReportMetric(float64(farmtest.ProcessCPU(gw.Pid())-childBefore)/n/1e3, "gw-µs/put")
+	b.ReportMetric(float64(farmtest.ProcessCPU(os.Getpid())-selfBefore)/n/1e3, "client-µs/put")
 }
 
 // BenchmarkFileCreate_AsTheGatewayDoes creates files the way the gateway's
@@ -100,7 +79,7 @@ func BenchmarkFileCreate_AsTheGatewayDoes(b *testing.B) {
 		}
 	}
 	body, attr := bytes.Repeat([]byte("x"), 300), bytes.Repeat([]byte("a"), 32)
-	before := selfCPU()
+	before := farmtest.ProcessCPU(os.Getpid())
 	b.ResetTimer()
 	for i := range b.N {
 		fd, err := unix.Open(tmp, unix.O_TMPFILE|unix.O_WRONLY, 0o600)
@@ -123,5 +102,5 @@ func BenchmarkFileCreate_AsTheGatewayDoes(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(selfCPU()-before)/float64(b.N)/1e3, "cpu-µs/file")
+	b.ReportMetric(float64(farmtest.ProcessCPU(os.Getpid())-before)/float64(b.N)/1e3, "cpu-µs/file")
 }
