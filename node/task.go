@@ -85,9 +85,8 @@ func (n *Node) decode(p *pulled) (wire.Task, error) {
 	var t wire.Task
 	err := json.Unmarshal(p.msg.Data(), &t)
 	if t.JobID == "" {
-		// tasks.<class>.<priority>.<job>
-		if parts := strings.Split(p.msg.Subject(), "."); len(parts) == 4 {
-			t.JobID = parts[3]
+		if _, _, job, ok := wire.ParseTaskSubject(p.msg.Subject()); ok {
+			t.JobID = job
 		}
 	}
 	if t.ID == "" {
