@@ -168,9 +168,8 @@ const putBytesOnce = 16 << 20
 // for a small frame that buffer was half of what a node allocated.
 func PutBytes(ctx context.Context, cli *minio.Client, bucket, key string, data []byte, contentType string) error {
 	opts := minio.PutObjectOptions{ContentType: contentType}
-	var err error
 	if len(data) > putBytesOnce {
-		_, err = cli.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), opts)
+		_, err := cli.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), opts)
 		return err
 	}
 	sha := sha256.Sum256(data)
@@ -178,7 +177,7 @@ func PutBytes(ctx context.Context, cli *minio.Client, bucket, key string, data [
 	// DisableContentSha256 only turns off the chunked signing: the payload
 	// hash given here is signed instead.
 	opts.DisableContentSha256 = true
-	_, err = minio.Core{Client: cli}.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)),
+	_, err := minio.Core{Client: cli}.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)),
 		base64.StdEncoding.EncodeToString(sum[:]), hex.EncodeToString(sha[:]), opts)
 	return err
 }
