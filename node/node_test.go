@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/farmtest"
 	"github.com/latentfarm/latentfarm/shared/wire"
 )
@@ -374,17 +375,13 @@ func TestNode_SIGKILLMidTaskLosesNothing(t *testing.T) {
 // heldTasks is how many task messages nodes hold unacked.
 func (f *testFarm) heldTasks(t testing.TB) int {
 	t.Helper()
-	s, err := f.js.Stream(context.Background(), wire.TasksStream)
+	backlog, err := connect.ClassBacklog(context.Background(), f.js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	held := 0
-	infos := s.ListConsumers(context.Background())
-	for info := range infos.Info() {
-		held += info.NumAckPending
-	}
-	if err := infos.Err(); err != nil {
-		t.Fatal(err)
+	for _, b := range backlog {
+		held += int(b.Running)
 	}
 	return held
 }
