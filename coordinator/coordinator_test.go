@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -543,5 +544,49 @@ func TestCoordinator_Retry_RerunShowsAttempt2(t *testing.T) {
 	job, err := r.cli.Job(ctx, st.ID, client.TasksAll)
 	if err != nil || len(job.Tasks) != 1 || job.Tasks[0].Attempt != 2 {
 		t.Fatalf("tasks of the finished job %+v %v", job.Tasks, err)
+	}
+}
+
+// The job's event stream says "done" for every task whose result is in
+// (nodes no longer send it: the result says it).
+func TestCoordinator_Events_DoneForEachResult(t *testing.T) {
+	f := newTestFarm(t)
+	r := f.start(t, nil)
+	r.waitLeading(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := r.cli.Submit(ctx, tinySpec(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan wire.Progress, 100)
+	streamed := make(chan error, 1)
+	go func() {
+		streamed <- r.cli.Events(ctx, st.ID, func(ev wire.JobEvent) error {
+			if ev.Progress != nil {
+				events <- *ev.Progress
+			}
+			return nil
+		})
+		close(events)
+	}()
+	time.Sleep(200 * time.Millisecond) // the stream is open before any result
+	(&testNode{id: "n1", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)}).start(t, f)
+	done := map[string]string{}
+	started := 0
+	for p := range events {
+		switch p.Stage {
+		case wire.StageDone:
+			done[p.TaskID] = p.NodeID
+		case wire.StageStarted:
+			started++
+		}
+	}
+	if err := <-streamed; err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{wire.TaskID(st.ID, 0, 3): "n1", wire.TaskID(st.ID, 4, 7): "n1"}
+	if !maps.Equal(done, want) || started != 2 {
+		t.Fatalf("done events %v and %d started, want %v and 2", done, started, want)
 	}
 }

@@ -128,6 +128,9 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 		if e := c.applyResult(j, i, &r); e != nil {
 			exclusions = append(exclusions, *e)
 		}
+		for l := range j.listeners {
+			l.sendProgress(wire.Progress{JobID: r.JobID, TaskID: r.TaskID, NodeID: r.NodeID, Stage: wire.StageDone, Time: r.FinishedAt})
+		}
 		touched[j] = true
 	}
 	for j := range touched {

@@ -94,6 +94,7 @@ func TestFarmBench(t *testing.T) {
 	frames = normal.TotalFrames()
 
 	self0, kids0 := cpuTime(t)
+	msgs0 := f.natsMessages(t)
 	start := time.Now()
 	st, err := cli.Submit(ctx, spec)
 	if err != nil {
@@ -120,6 +121,7 @@ func TestFarmBench(t *testing.T) {
 	}
 	wall := time.Since(start)
 	self1, kids1 := cpuTime(t)
+	msgs1 := f.natsMessages(t)
 	cpu, kids := self1+kids1-self0-kids0, kids1-kids0
 	peakHeap, peakRSS := peak.stop()
 	peaks := state.stop()
@@ -149,6 +151,8 @@ func TestFarmBench(t *testing.T) {
 		float64(frames)/wall.Seconds(), frames, wall.Seconds(), submitted.Round(time.Millisecond))
 	t.Logf("RESULT cpu %.1f s in the job (this process and the S3 gateway child, which used %.1f s): %.2f ms per frame, %.2f cores busy",
 		cpu.Seconds(), kids.Seconds(), float64(cpu.Microseconds())/1000/float64(frames), cpu.Seconds()/wall.Seconds())
+	t.Logf("RESULT NATS messages per frame in the job: %.2f in, %.2f out (the server's counts)",
+		float64(msgs1.in-msgs0.in)/float64(frames), float64(msgs1.out-msgs0.out)/float64(frames))
 	t.Logf("RESULT dispatch idle farm (published -> started, %d one-task jobs): p50 %s p99 %s max %s",
 		len(idle), pct(idle, 50), pct(idle, 99), pct(idle, 100))
 	t.Logf("RESULT dispatch hand-off in the job (node's previous task finished -> next started): p50 %s p99 %s max %s",
@@ -169,6 +173,19 @@ func TestFarmBench(t *testing.T) {
 	} else {
 		t.Logf("RESULT etcd compaction after the job failed: %v", err)
 	}
+}
+
+// natsCounts are the messages a NATS server took in and sent out.
+type natsCounts struct{ in, out int64 }
+
+// natsMessages reads the farm's NATS server's message counts.
+func (f *farm) natsMessages(t *testing.T) natsCounts {
+	t.Helper()
+	v, err := f.nats.Server.Server().Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return natsCounts{in: v.InMsgs, out: v.OutMsgs}
 }
 
 // benchSpec is the benchmark's job: a batch of about frames images over 20

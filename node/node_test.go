@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/farmtest"
 	"github.com/latentfarm/latentfarm/shared/wire"
+	"github.com/nats-io/nats.go"
 )
 
 func TestNode_RegistersAndDeregisters(t *testing.T) {
@@ -459,5 +462,94 @@ func TestNode_DrainGivesBackTheTaskPulledAhead(t *testing.T) {
 	}
 	if r := res[1]; !r.OK() || r.TaskID != tasks[1].ID || r.NodeID != "fast" || r.Delivery != 2 {
 		t.Errorf("second result = %+v, want the task given back, run by fast as delivery 2", r)
+	}
+}
+
+// slowLoad is the load-test renderer with a model that takes load to get
+// ready.
+type slowLoad struct {
+	LoadTest
+	load time.Duration
+}
+
+func (s *slowLoad) Prepare(ctx context.Context, task *wire.Task) error {
+	sleepCtx(ctx, s.load)
+	return ctx.Err()
+}
+
+// progressOf collects the progress events of job until a result is in.
+func (f *testFarm) progressOf(t *testing.T, jobID string, tasks []wire.Task) []wire.Progress {
+	t.Helper()
+	var mu sync.Mutex
+	var got []wire.Progress
+	sub, err := f.nc.Subscribe(wire.ProgressSubject(jobID), func(m *nats.Msg) {
+		var p wire.Progress
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		got = append(got, p)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	f.publish(t, tasks...)
+	if res := f.results(t, len(tasks), 20*time.Second); len(res) != len(tasks) {
+		t.Fatalf("%d results, want %d", len(res), len(tasks))
+	}
+	if err := f.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(got)
+}
+
+// stages spells the stages of events, with a frame's or step's counts.
+func stages(events []wire.Progress) []string {
+	var out []string
+	for _, p := range events {
+		s := p.Stage
+		if p.Steps > 0 {
+			s += fmt.Sprintf(" %d/%d", p.Step, p.Steps)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// A fast task says little: that it started and each frame (with its
+// steps). A slow one also says it is loading its model, and its steps a
+// few times a second. "done" is the coordinator's to say.
+func TestNode_ProgressSaysWhatTakesTime(t *testing.T) {
+	f := newTestFarm(t)
+	fast := f.start(t, f.options("progress-fast", 8))
+	got := stages(f.progressOf(t, "progress-fast", job(t, "progress-fast", 3, 3, nil)))
+	want := []string{"started", "frame 4/4", "frame 4/4", "frame 4/4"}
+	if !slices.Equal(got, want) {
+		t.Errorf("fast task: events %q, want %q", got, want)
+	}
+	fast.stop()
+	if err := fast.wait(t, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	o := f.options("progress-slow", 8)
+	o.Renderer = &slowLoad{LoadTest: LoadTest{Delay: 1200 * time.Millisecond}, load: 400 * time.Millisecond}
+	f.start(t, o)
+	events := f.progressOf(t, "progress-slow", job(t, "progress-slow", 1, 1, nil))
+	got = stages(events)
+	if len(got) < 4 || got[0] != "started" || got[1] != "loading" || got[len(got)-1] != "frame 4/4" {
+		t.Fatalf("slow task: events %q, want started, loading, steps, frame 4/4", got)
+	}
+	for i, s := range got[2 : len(got)-1] {
+		if !strings.HasPrefix(s, "step ") || s == "step 4/4" {
+			t.Errorf("slow task: event %d is %q, want a step before the last", i+2, s)
+		}
+		if gap := events[i+2].Time.Sub(events[i+1].Time); i > 0 && gap < progressEvery-20*time.Millisecond {
+			t.Errorf("slow task: step events %s apart, want at least %s", gap, progressEvery)
+		}
 	}
 }

@@ -246,19 +246,33 @@ func inProgressEvery(ackWait time.Duration) time.Duration {
 	return max(ackWait/3, 50*time.Millisecond)
 }
 
-// render prepares the renderer and renders and uploads every frame.
+// progressEvery is the least time between two step events of a task, and
+// how long loading a model takes before the node says it is loading.
+const progressEvery = 250 * time.Millisecond
+
+// render prepares the renderer and renders and uploads every frame. Its
+// events: "started" at once, "loading" when preparing takes progressEvery
+// or more, "step" at most every progressEvery while a frame renders, and
+// "frame" (with the frame's steps) once each frame is in S3. The
+// coordinator says "done" to the job's listeners when it applies the
+// task's result.
 func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) error {
 	n.progress(task, wire.Progress{Stage: wire.StageStarted})
 	if task.Assemble != nil {
 		return n.assemble(ctx, task, res)
 	}
 	t0 := time.Now()
-	n.progress(task, wire.Progress{Stage: wire.StageLoading})
-	if err := n.r.Prepare(ctx, task); err != nil {
+	// "loading" only when loading takes a while: a model in memory is
+	// ready at once, and every event is a message the coordinator reads.
+	loading := time.AfterFunc(progressEvery, func() { n.progress(task, wire.Progress{Stage: wire.StageLoading}) })
+	err := n.r.Prepare(ctx, task)
+	loading.Stop()
+	if err != nil {
 		return err
 	}
 	res.Timings.LoadMS = time.Since(t0).Milliseconds()
 	var renderTime time.Duration
+	last := time.Now() // of the last step event, for the whole task
 	for i, f := range task.Frames {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -267,9 +281,11 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 			n.pullAhead()
 		}
 		fstart := time.Now()
-		var last time.Time
+		steps := 0
 		png, err := n.r.Render(ctx, task, f, func(step, total int) {
-			if now := time.Now(); step == total || now.Sub(last) >= 250*time.Millisecond {
+			steps = total
+			// The frame event reports the last step.
+			if now := time.Now(); step < total && now.Sub(last) >= progressEvery {
 				last = now
 				n.progress(task, wire.Progress{Stage: wire.StageStep, Frame: f.Index, Step: step, Steps: total})
 			}
@@ -288,7 +304,7 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 			GPUSeconds: rendered.Sub(fstart).Seconds()})
 		n.metrics.frames.Inc()
 		n.metrics.frame.Observe(time.Since(fstart).Seconds())
-		n.progress(task, wire.Progress{Stage: wire.StageFrame, Frame: f.Index})
+		n.progress(task, wire.Progress{Stage: wire.StageFrame, Frame: f.Index, Step: steps, Steps: steps})
 	}
 	res.Timings.DenoiseMS = renderTime.Milliseconds()
 	res.GPUSeconds = renderTime.Seconds()
@@ -334,7 +350,6 @@ func s3Retries(ctx context.Context, op func() (stop bool, err error)) error {
 
 // succeed publishes the result, then acks.
 func (n *Node) succeed(msg jetstream.Msg, task *wire.Task, res *wire.Result, log hclog.Logger) {
-	n.progress(task, wire.Progress{Stage: wire.StageDone})
 	// One message id per run: a publish retried by this run is
 	// de-duplicated, while a second run's result reaches the coordinator,
 	// which applies the first and counts the second as a double render.
@@ -389,7 +404,6 @@ func (n *Node) fail(msg jetstream.Msg, task *wire.Task, res *wire.Result, err er
 	if te.Code != wire.CodeCancelled {
 		log.Warn("task failed", "code", te.Code, "error", te.Err, "retryable", res.CanRetry())
 	}
-	n.progress(task, wire.Progress{Stage: wire.StageDone})
 	if res.JobID != "" && wire.ValidID(res.JobID) {
 		msgID := task.MsgID() + ".d" + strconv.Itoa(res.Delivery) + ".fail"
 		if perr := n.publishResult(task, res, msgID); perr != nil {
@@ -436,7 +450,7 @@ func (n *Node) progress(task *wire.Task, p wire.Progress) {
 		return
 	}
 	p.JobID, p.TaskID, p.NodeID, p.Time = task.JobID, task.ID, n.opts.ID, time.Now().UTC()
-	if len(task.Frames) > 0 && (p.Stage == wire.StageStarted || p.Stage == wire.StageLoading || p.Stage == wire.StageDone) {
+	if len(task.Frames) > 0 && (p.Stage == wire.StageStarted || p.Stage == wire.StageLoading) {
 		p.Frame = task.Frames[0].Index
 	}
 	data, err := json.Marshal(p)

@@ -68,12 +68,13 @@ func (f *follower) start() {
 	f.executing(f.r.Sampler)
 }
 
-// progress reports a node's step of one frame, and its preview.
+// progress reports a node's step of one frame (a frame event carries its
+// last), and its preview.
 func (f *follower) progress(p *wire.Progress) {
 	if !f.started {
 		f.start()
 	}
-	if p.Stage == wire.StageStep && p.Steps > 0 {
+	if (p.Stage == wire.StageStep || p.Stage == wire.StageFrame) && p.Steps > 0 {
 		f.steps[p.Frame] = max(f.steps[p.Frame], p.Step)
 		done := 0
 		for _, s := range f.steps {

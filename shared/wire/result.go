@@ -89,13 +89,14 @@ type Timings struct {
 // Progress stages.
 const (
 	StageStarted = "started" // the node took the task
-	StageLoading = "loading" // loading or fetching the model
-	StageStep    = "step"    // a denoising step finished
-	StageFrame   = "frame"   // a frame is in S3
-	StageDone    = "done"    // the task finished (its Result follows)
+	StageLoading = "loading" // loading or fetching the model takes a while
+	StageStep    = "step"    // a denoising step finished (a few a second at most)
+	StageFrame   = "frame"   // a frame is in S3 (Step and Steps: its steps)
+	StageDone    = "done"    // the task's result is in (the coordinator says this one)
 )
 
-// Progress is a best-effort event a node publishes on ProgressSubject(job).
+// Progress is a best-effort event a node publishes on ProgressSubject(job),
+// and the coordinator forwards to the job's listeners.
 type Progress struct {
 	JobID  string    `json:"job_id"`
 	TaskID string    `json:"task_id"`
