@@ -29,6 +29,13 @@ func (c *Coordinator) resultsLoop(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("coordinator: results consumer: %w", err)
 	}
+	// A continuous pull: results arrive as nodes publish them, so the last
+	// result of a job is applied when it comes, not when a fetch expires.
+	it, err := cons.Messages(jetstream.PullMaxMessages(c.opts.ResultBatch))
+	if err != nil {
+		return fmt.Errorf("coordinator: results: %w", err)
+	}
+	defer func() { it.Stop() }()
 	var (
 		held     []jetstream.Msg // applied, not yet written
 		finished []string
@@ -37,26 +44,26 @@ func (c *Coordinator) resultsLoop(ctx context.Context) error {
 	for ctx.Err() == nil {
 		wait := 250 * time.Millisecond
 		if len(held) > 0 {
-			wait = max(min(wait, time.Until(since.Add(resultsFlushEvery))), 10*time.Millisecond)
+			wait = max(min(wait, time.Until(since.Add(resultsFlushEvery))), time.Millisecond)
 		}
-		batch, err := cons.Fetch(c.opts.ResultBatch-len(held), jetstream.FetchMaxWait(wait))
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("fetching results failed", "error", err)
-				sleepCtx(ctx, 500*time.Millisecond)
-			}
-			continue
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
+		msgs, err := nextResults(it, wait, c.opts.ResultBatch-len(held))
 		if len(msgs) > 0 {
 			if len(held) == 0 {
 				since = time.Now()
 			}
 			finished = append(finished, c.applyResults(msgs)...)
 			held = append(held, msgs...)
+		}
+		if err != nil {
+			// Stopped under us (the consumer was deleted, or the
+			// connection closed): start again after a pause.
+			c.log.Warn("following results failed", "error", err)
+			sleepCtx(ctx, 500*time.Millisecond)
+			it.Stop()
+			if it, err = cons.Messages(jetstream.PullMaxMessages(c.opts.ResultBatch)); err != nil {
+				return fmt.Errorf("coordinator: results: %w", err)
+			}
+			continue
 		}
 		if len(held) == 0 || (len(held) < c.opts.ResultBatch && len(finished) == 0 && time.Since(since) < resultsFlushEvery) {
 			continue
@@ -79,6 +86,28 @@ func (c *Coordinator) resultsLoop(ctx context.Context) error {
 		held, finished = nil, nil
 	}
 	return nil
+}
+
+// resultsGap is how long a run of results may pause before the results
+// read so far are applied.
+const resultsGap = 2 * time.Millisecond
+
+// nextResults waits up to wait for a result, then takes those that follow
+// it closely, up to limit. No result within wait is not an error.
+func nextResults(it jetstream.MessagesContext, wait time.Duration, limit int) ([]jetstream.Msg, error) {
+	var msgs []jetstream.Msg
+	for len(msgs) < limit {
+		m, err := it.Next(jetstream.NextMaxWait(wait))
+		if errors.Is(err, nats.ErrTimeout) {
+			return msgs, nil
+		}
+		if err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, m)
+		wait = resultsGap
+	}
+	return msgs, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

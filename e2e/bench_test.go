@@ -135,6 +135,15 @@ func TestFarmBench(t *testing.T) {
 	t.Logf("RESULT manifest: %d frames and %d tasks in %d shards", len(m.Frames), len(m.Tasks), len(m.Shards))
 
 	queue, gaps := f.dispatchTimes(t, st.ID)
+	var first, last time.Time
+	for _, mt := range m.Tasks {
+		if first.IsZero() || mt.StartedAt.Before(first) {
+			first = mt.StartedAt
+		}
+		if mt.FinishedAt.After(last) {
+			last = mt.FinishedAt
+		}
+	}
 	idle := f.idleProbes(t, cli, probes)
 
 	t.Logf("farm bench: %s of %d frames, %d nodes, %d frames per task (%d tasks), load-test delay %s",
@@ -149,6 +158,8 @@ func TestFarmBench(t *testing.T) {
 	}
 	t.Logf("RESULT end-to-end %.0f frames/s (%d frames in %.2f s, submit call %s)",
 		float64(frames)/wall.Seconds(), frames, wall.Seconds(), submitted.Round(time.Millisecond))
+	t.Logf("RESULT timeline from the submit call: first task started at %d ms, last finished at %.2f s, manifest seen at %.2f s",
+		first.Sub(start).Milliseconds(), last.Sub(start).Seconds(), wall.Seconds())
 	t.Logf("RESULT cpu %.1f s in the job (this process and the S3 gateway child, which used %.1f s): %.2f ms per frame, %.2f cores busy",
 		cpu.Seconds(), kids.Seconds(), float64(cpu.Microseconds())/1000/float64(frames), cpu.Seconds()/wall.Seconds())
 	t.Logf("RESULT NATS messages per frame in the job: %.2f in, %.2f out (the server's counts)",
