@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/latentfarm/latentfarm/coordinator/comfy"
-	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
@@ -151,7 +150,7 @@ func (f comfyFarm) OpenInput(ctx context.Context, key string) (io.ReadCloser, in
 
 func (f comfyFarm) PutJobFile(ctx context.Context, id, name string, data []byte) error {
 	c := f.c
-	if err := connect.PutBytes(ctx, c.s3, c.opts.S3.Bucket, wire.OutputKey(id, name), data, "application/json"); err != nil {
+	if err := c.s3.PutBytes(ctx, c.opts.S3.Bucket, wire.OutputKey(id, name), data, "application/json"); err != nil {
 		return fmt.Errorf("coordinator: put %s of %s: %w", name, id, err)
 	}
 	return nil

@@ -30,7 +30,7 @@ type Coordinator struct {
 	etcd *clientv3.Client
 	nc   *nats.Conn
 	js   jetstream.JetStream
-	s3   *minio.Client
+	s3   *connect.S3Client
 
 	ready chan struct{}
 	url   string

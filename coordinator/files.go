@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/url"
 
-	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 )
@@ -20,7 +19,7 @@ func (c *Coordinator) putManifest(ctx context.Context, m wire.Manifest) error {
 	if err != nil {
 		return fmt.Errorf("coordinator: encode manifest: %w", err)
 	}
-	if err := connect.PutBytes(ctx, c.s3, c.opts.S3.Bucket, wire.ManifestKey(m.JobID), b, "application/json"); err != nil {
+	if err := c.s3.PutBytes(ctx, c.opts.S3.Bucket, wire.ManifestKey(m.JobID), b, "application/json"); err != nil {
 		return fmt.Errorf("coordinator: put manifest of %s: %w", m.JobID, err)
 	}
 	return nil

@@ -195,7 +195,7 @@ func (n *testNode) run(ctx context.Context, t *testing.T, f *testFarm) {
 	}
 }
 
-func (n *testNode) handle(ctx context.Context, t *testing.T, nc *nats.Conn, js jetstream.JetStream, s3 *minio.Client, bucket string, m jetstream.Msg) {
+func (n *testNode) handle(ctx context.Context, t *testing.T, nc *nats.Conn, js jetstream.JetStream, s3 *connect.S3Client, bucket string, m jetstream.Msg) {
 	var task wire.Task
 	if err := json.Unmarshal(m.Data(), &task); err != nil {
 		t.Errorf("node %s: bad task: %v", n.id, err)

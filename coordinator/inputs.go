@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
@@ -44,7 +43,7 @@ func (c *Coordinator) handleInput(w http.ResponseWriter, r *http.Request) {
 // putInput stores the bytes of the decoded image in under their content address.
 func (c *Coordinator) putInput(ctx context.Context, body []byte, in *media.Input) (wire.InputRef, error) {
 	key := wire.InputKey(media.SHA256Hex(body), in.Format)
-	if err := connect.PutBytes(ctx, c.s3, c.opts.S3.Bucket, key, body, "image/"+in.Format); err != nil {
+	if err := c.s3.PutBytes(ctx, c.opts.S3.Bucket, key, body, "image/"+in.Format); err != nil {
 		return wire.InputRef{}, fmt.Errorf("coordinator: store input: %w", err)
 	}
 	return wire.InputRef{Key: key, Width: in.Width, Height: in.Height}, nil

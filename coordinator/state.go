@@ -9,7 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -402,7 +401,7 @@ func (c *Coordinator) persist(ctx context.Context) error {
 
 func (c *Coordinator) putShards(ctx context.Context, shards []shardWrite) error {
 	for _, s := range shards {
-		if err := connect.PutBytes(ctx, c.s3, c.opts.S3.Bucket, s.key, s.lines, "application/x-ndjson"); err != nil {
+		if err := c.s3.PutBytes(ctx, c.opts.S3.Bucket, s.key, s.lines, "application/x-ndjson"); err != nil {
 			return fmt.Errorf("coordinator: put manifest shard %s: %w", s.key, err)
 		}
 	}

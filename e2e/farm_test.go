@@ -39,7 +39,7 @@ type farm struct {
 	token string
 
 	etc *clientv3.Client
-	s3c *minio.Client
+	s3c *connect.S3Client
 	js  jetstream.JetStream
 }
 

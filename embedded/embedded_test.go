@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -257,36 +259,66 @@ func TestS3_Multipart40MiBRoundTrips(t *testing.T) {
 	}
 }
 
-// TestPutBytes_StoresWhatWasGiven: connect.PutBytes writes empty, small and
-// (past its one-request limit) large objects, each with its content type,
-// and each reads back as written.
+// TestPutBytes_StoresWhatWasGiven: PutBytes writes empty, small and (past
+// its one-request limit) large objects, under keys with bytes that S3
+// encodes, each with its content type, and each reads back as written:
+// signed by connect itself (the region is known) and by minio-go (it is
+// not). A wrong secret or an unknown bucket comes back as the store's own
+// error code.
 func TestPutBytes_StoresWhatWasGiven(t *testing.T) {
 	s := farmtest.RunS3(t)
-	c := s.Client(t)
+	cfg := connect.S3Config{Endpoint: s.Endpoint, AccessKey: s.AccessKey, SecretKey: s.SecretKey,
+		Region: "us-east-1", Bucket: s.Bucket}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, size := range []int{0, 300, 17 << 20} {
-		data := make([]byte, size)
-		if _, err := rand.Read(data); err != nil {
-			t.Fatal(err)
-		}
-		key := fmt.Sprintf("put/%d.bin", size)
-		if err := connect.PutBytes(ctx, c, s.Bucket, key, data, "image/png"); err != nil {
-			t.Fatalf("%d bytes: %v", size, err)
-		}
-		obj, err := c.GetObject(ctx, s.Bucket, key, minio.GetObjectOptions{})
+	for _, region := range []string{"us-east-1", ""} {
+		cfg.Region = region
+		c, err := connect.S3(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := io.ReadAll(obj)
-		st, serr := obj.Stat()
-		obj.Close()
-		if err != nil || serr != nil {
-			t.Fatalf("%d bytes: read %v, stat %v", size, err, serr)
+		for _, size := range []int{0, 300, 17 << 20} {
+			for _, name := range []string{"%d.bin", "a b+c!$&'()*,;=:@/é%d~.png"} {
+				data := make([]byte, size)
+				if _, err := rand.Read(data); err != nil {
+					t.Fatal(err)
+				}
+				key := fmt.Sprintf("put-%s/"+name, region, size)
+				if err := c.PutBytes(ctx, s.Bucket, key, data, "image/png"); err != nil {
+					t.Fatalf("region %q, %d bytes at %q: %v", region, size, key, err)
+				}
+				obj, err := c.GetObject(ctx, s.Bucket, key, minio.GetObjectOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(obj)
+				st, serr := obj.Stat()
+				obj.Close()
+				if err != nil || serr != nil {
+					t.Fatalf("region %q, %d bytes at %q: read %v, stat %v", region, size, key, err, serr)
+				}
+				if sum := md5.Sum(data); !bytes.Equal(got, data) || st.ContentType != "image/png" ||
+					size <= 1<<20 && st.ETag != hex.EncodeToString(sum[:]) {
+					t.Fatalf("region %q, %d bytes at %q: read %d bytes of type %q, etag %s", region, size, key, len(got), st.ContentType, st.ETag)
+				}
+			}
 		}
-		if !bytes.Equal(got, data) || st.ContentType != "image/png" {
-			t.Fatalf("%d bytes: read %d bytes of type %q", size, len(got), st.ContentType)
-		}
+	}
+	cfg.Region = "us-east-1"
+	c, err := connect.S3(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutBytes(ctx, "no-such-bucket", "k", []byte("x"), ""); minio.ToErrorResponse(err).Code != "NoSuchBucket" {
+		t.Fatalf("put to a missing bucket: %v, want NoSuchBucket", err)
+	}
+	cfg.SecretKey = "wrong-secret"
+	c, err = connect.S3(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutBytes(ctx, s.Bucket, "k", []byte("x"), ""); minio.ToErrorResponse(err).Code != "SignatureDoesNotMatch" {
+		t.Fatalf("put with a wrong secret: %v, want SignatureDoesNotMatch", err)
 	}
 }
 

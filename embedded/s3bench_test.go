@@ -31,7 +31,11 @@ func BenchmarkS3Gateway_PutSmall(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer gw.Close()
-	c := client(&testing.T{}, gw)
+	c, err := connect.S3(connect.S3Config{Endpoint: gw.Host(), AccessKey: gw.AccessKey(), SecretKey: gw.SecretKey(),
+		Region: "us-east-1", Bucket: "frames"})
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	if err := c.MakeBucket(ctx, "frames", minio.MakeBucketOptions{}); err != nil {
 		b.Fatal(err)
@@ -49,7 +53,7 @@ func BenchmarkS3Gateway_PutSmall(b *testing.B) {
 					return
 				}
 				key := fmt.Sprintf("jobs/j%d/frames/%08d.png", i/20000, i)
-				if err := connect.PutBytes(ctx, c, "frames", key, body, "image/png"); err != nil {
+				if err := c.PutBytes(ctx, "frames", key, body, "image/png"); err != nil {
 					b.Error(err)
 					return
 				}

@@ -13,7 +13,6 @@ import (
 	"github.com/latentfarm/latentfarm/embedded"
 	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
-	"github.com/minio/minio-go/v7"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -28,7 +27,7 @@ import (
 type gate struct {
 	cli  *clientv3.Client // root
 	nats *embedded.NATS
-	s3   *minio.Client // root
+	s3   *connect.S3Client // root
 	// bucket is the farm's bucket; accounts the gateway's accounts file.
 	bucket, accounts string
 	log              hclog.Logger

@@ -101,7 +101,7 @@ type testFarm struct {
 	js   jetstream.JetStream
 	etcd *clientv3.Client
 	s3   *farmtest.S3Server
-	s3c  *minio.Client
+	s3c  *connect.S3Client
 }
 
 // ackWait is short so that tests see redeliveries (and prove in-progress

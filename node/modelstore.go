@@ -40,7 +40,7 @@ type Models struct {
 	// CacheDir holds models downloaded from the store (required with Store).
 	CacheDir string
 	// Store is the S3 client of the model store (nil: local models only).
-	Store  *minio.Client
+	Store  *connect.S3Client
 	Bucket string
 }
 
@@ -248,7 +248,7 @@ func (m *Models) download(ctx context.Context, name string, f wire.ModelFile, ds
 // .safetensors file) to the model store as name: every file first, then the
 // manifest with sizes and SHA-256 sums, so a node never sees a manifest
 // whose files are not there yet. Pickle files are refused.
-func PushModel(ctx context.Context, cli *minio.Client, bucket, name, src string) (wire.ModelManifest, error) {
+func PushModel(ctx context.Context, cli *connect.S3Client, bucket, name, src string) (wire.ModelManifest, error) {
 	man := wire.ModelManifest{Name: name}
 	if !wire.ValidModelName(name) {
 		return man, fmt.Errorf("node: push: model name %q: use %s", name, wire.ModelNameRule)
@@ -273,7 +273,7 @@ func PushModel(ctx context.Context, cli *minio.Client, bucket, name, src string)
 	if err != nil {
 		return man, fmt.Errorf("node: push: %w", err)
 	}
-	if err := connect.PutBytes(ctx, cli, bucket, wire.ModelManifestKey(name), data, "application/json"); err != nil {
+	if err := cli.PutBytes(ctx, bucket, wire.ModelManifestKey(name), data, "application/json"); err != nil {
 		return man, fmt.Errorf("node: push: manifest: %w", err)
 	}
 	return man, nil
@@ -334,7 +334,7 @@ func modelFiles(src string) ([]string, error) {
 }
 
 // pushFile hashes local and uploads it as file rel of model name.
-func pushFile(ctx context.Context, cli *minio.Client, bucket, name, rel, local string) (wire.ModelFile, error) {
+func pushFile(ctx context.Context, cli *connect.S3Client, bucket, name, rel, local string) (wire.ModelFile, error) {
 	mf := wire.ModelFile{Path: rel}
 	f, err := os.Open(local)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -55,7 +56,7 @@ func FuzzModelManifest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	m := &Models{CacheDir: "/cache", Store: cli, Bucket: "farm"}
+	m := &Models{CacheDir: "/cache", Store: &connect.S3Client{Client: cli}, Bucket: "farm"}
 	root := filepath.Join(m.cacheRoot(), "demo")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		store.body = data

@@ -23,7 +23,6 @@ import (
 	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/media"
 	"github.com/latentfarm/latentfarm/shared/wire"
-	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -61,7 +60,7 @@ type Options struct {
 
 	NATSConn   *nats.Conn
 	EtcdClient *clientv3.Client
-	S3Client   *minio.Client
+	S3Client   *connect.S3Client
 
 	// Renderer renders frames; when nil, RendererName picks one:
 	// "engine" (default) or "loadtest".
@@ -249,7 +248,7 @@ type Node struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	etc *clientv3.Client
-	s3  *minio.Client
+	s3  *connect.S3Client
 	r   Renderer
 	reg *registry
 

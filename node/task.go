@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/latentfarm/latentfarm/shared/connect"
 	"github.com/latentfarm/latentfarm/shared/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -318,7 +317,7 @@ func (n *Node) upload(ctx context.Context, key string, data []byte, ctype string
 	err := s3Retries(ctx, func() (bool, error) {
 		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return false, connect.PutBytes(uctx, n.s3, n.opts.S3.Bucket, key, data, ctype)
+		return false, n.s3.PutBytes(uctx, n.opts.S3.Bucket, key, data, ctype)
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("node: upload %s: %w: %w", key, ErrUnavailable, err)

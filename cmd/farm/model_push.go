@@ -50,7 +50,7 @@ func addStoreFlags(c *cobra.Command) *storeFlags {
 }
 
 // open resolves the S3 settings and opens the store.
-func (f *storeFlags) open(ctx context.Context) (*minio.Client, connect.S3Config, error) {
+func (f *storeFlags) open(ctx context.Context) (*connect.S3Client, connect.S3Config, error) {
 	if err := f.conn.s.apply(); err != nil {
 		return nil, connect.S3Config{}, err
 	}

@@ -196,8 +196,8 @@ func RunS3(t testing.TB) *S3Server {
 	return s
 }
 
-// Client is a minio client with the gateway's credentials.
-func (s *S3Server) Client(t testing.TB) *minio.Client {
+// Client is a client with the gateway's credentials.
+func (s *S3Server) Client(t testing.TB) *connect.S3Client {
 	t.Helper()
 	c, err := connect.S3(connect.S3Config{Endpoint: s.Endpoint, AccessKey: s.AccessKey, SecretKey: s.SecretKey,
 		Region: "us-east-1", Bucket: s.Bucket})
