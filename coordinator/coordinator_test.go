@@ -547,8 +547,9 @@ func TestCoordinator_Retry_RerunShowsAttempt2(t *testing.T) {
 	}
 }
 
-// The job's event stream says "done" for every task whose result is in
-// (nodes no longer send it: the result says it).
+// The job's event stream says "done" for every task whose result is in,
+// with the task's frames and their steps (nodes no longer send it: the
+// result says it).
 func TestCoordinator_Events_DoneForEachResult(t *testing.T) {
 	f := newTestFarm(t)
 	r := f.start(t, nil)
@@ -578,6 +579,9 @@ func TestCoordinator_Events_DoneForEachResult(t *testing.T) {
 		switch p.Stage {
 		case wire.StageDone:
 			done[p.TaskID] = p.NodeID
+			if first, last, ok := p.FrameRange(); !ok || last-first != 3 || p.Step != 2 || p.Steps != 2 {
+				t.Errorf("done event %+v: frames %d..%d (%v), want 4 frames of 2 steps each", p, first, last, ok)
+			}
 		case wire.StageStarted:
 			started++
 		}

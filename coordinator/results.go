@@ -157,8 +157,13 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 		if e := c.applyResult(j, i, &r); e != nil {
 			exclusions = append(exclusions, *e)
 		}
-		for l := range j.listeners {
-			l.sendProgress(wire.Progress{JobID: r.JobID, TaskID: r.TaskID, NodeID: r.NodeID, Stage: wire.StageDone, Time: r.FinishedAt})
+		if r.OK() && len(j.listeners) > 0 {
+			t := j.task(i)
+			p := wire.Progress{JobID: r.JobID, TaskID: r.TaskID, NodeID: r.NodeID, Stage: wire.StageDone,
+				Step: t.Steps, Steps: t.Steps, Time: r.FinishedAt}
+			for l := range j.listeners {
+				l.sendProgress(p)
+			}
 		}
 		touched[j] = true
 	}

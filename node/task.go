@@ -252,7 +252,8 @@ const progressEvery = 250 * time.Millisecond
 // render prepares the renderer and renders and uploads every frame. Its
 // events: "started" at once, "loading" when preparing takes progressEvery
 // or more, "step" at most every progressEvery while a frame renders, and
-// "frame" (with the frame's steps) once each frame is in S3. The
+// "frame" (with the frame's steps) once a frame is in S3, for every frame
+// that took progressEvery or more, else at most every progressEvery. The
 // coordinator says "done" to the job's listeners when it applies the
 // task's result.
 func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) error {
@@ -271,7 +272,7 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 	}
 	res.Timings.LoadMS = time.Since(t0).Milliseconds()
 	var renderTime time.Duration
-	last := time.Now() // of the last step event, for the whole task
+	last := time.Now() // of the task's last event
 	for i, f := range task.Frames {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -303,7 +304,12 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 			GPUSeconds: rendered.Sub(fstart).Seconds()})
 		n.metrics.frames.Inc()
 		n.metrics.frame.Observe(time.Since(fstart).Seconds())
-		n.progress(task, wire.Progress{Stage: wire.StageFrame, Frame: f.Index, Step: steps, Steps: steps})
+		// A frame that took a while always says so; quick ones at most
+		// every progressEvery (the task's result lists them all).
+		if now := time.Now(); now.Sub(fstart) >= progressEvery || now.Sub(last) >= progressEvery {
+			last = now
+			n.progress(task, wire.Progress{Stage: wire.StageFrame, Frame: f.Index, Step: steps, Steps: steps})
+		}
 	}
 	res.Timings.DenoiseMS = renderTime.Milliseconds()
 	res.GPUSeconds = renderTime.Seconds()

@@ -91,9 +91,14 @@ func watchJob(ctx context.Context, cli *client.Client, id string, w io.Writer) (
 		case ev.Progress != nil && ev.Progress.Stage == wire.StageStep:
 			stepNote = fmt.Sprintf("%s step %d/%d", ev.Progress.NodeID, ev.Progress.Step, ev.Progress.Steps)
 			draw(false)
-		case ev.Progress != nil && ev.Progress.Stage == wire.StageFrame:
-			arrived[ev.Progress.Frame] = true
-			stepNote = fmt.Sprintf("frame %d from %s", ev.Progress.Frame, ev.Progress.NodeID)
+		case ev.Progress != nil && (ev.Progress.Stage == wire.StageFrame || ev.Progress.Stage == wire.StageDone):
+			first, last, ok := ev.Progress.FrameRange()
+			for i := first; ok && i <= last; i++ {
+				arrived[i] = true
+			}
+			if ok {
+				stepNote = fmt.Sprintf("frame %d from %s", last, ev.Progress.NodeID)
+			}
 			draw(false)
 		}
 		return nil

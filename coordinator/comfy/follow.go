@@ -68,14 +68,16 @@ func (f *follower) start() {
 	f.executing(f.r.Sampler)
 }
 
-// progress reports a node's step of one frame (a frame event carries its
-// last), and its preview.
+// progress reports the steps done (a step event's frame, a frame event's
+// frame or a done task's frames), and a preview.
 func (f *follower) progress(p *wire.Progress) {
 	if !f.started {
 		f.start()
 	}
-	if (p.Stage == wire.StageStep || p.Stage == wire.StageFrame) && p.Steps > 0 {
-		f.steps[p.Frame] = max(f.steps[p.Frame], p.Step)
+	if first, last, ok := p.FrameRange(); ok && p.Steps > 0 {
+		for i := first; i <= last; i++ {
+			f.steps[i] = max(f.steps[i], p.Step)
+		}
 		done := 0
 		for _, s := range f.steps {
 			done += s

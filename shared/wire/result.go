@@ -91,8 +91,8 @@ const (
 	StageStarted = "started" // the node took the task
 	StageLoading = "loading" // loading or fetching the model takes a while
 	StageStep    = "step"    // a denoising step finished (a few a second at most)
-	StageFrame   = "frame"   // a frame is in S3 (Step and Steps: its steps)
-	StageDone    = "done"    // the task's result is in (the coordinator says this one)
+	StageFrame   = "frame"   // a frame is in S3 (Step and Steps: its steps); quick frames at most a few a second
+	StageDone    = "done"    // every frame of the task is in (Step and Steps: each one's); the coordinator says this one
 )
 
 // Progress is a best-effort event a node publishes on ProgressSubject(job),
@@ -108,6 +108,17 @@ type Progress struct {
 	Time   time.Time `json:"time"`
 	// Preview is an optional small PNG of the current latent.
 	Preview []byte `json:"preview,omitempty"`
+}
+
+// FrameRange is the frames p speaks for: its frame, or for "done" every
+// frame of its task (ok is false for a task without frames: an
+// animation's assembly).
+func (p *Progress) FrameRange() (first, last int, ok bool) {
+	if p.Stage != StageDone {
+		return p.Frame, p.Frame, true
+	}
+	_, first, last, err := ParseTaskID(p.TaskID)
+	return first, last, err == nil
 }
 
 // Cancel is published on CancelSubject(job) when a job is cancelled; nodes
