@@ -74,7 +74,11 @@ func TestFarmBench(t *testing.T) {
 		cli = f.startCoordinator(t).cli
 	}
 	for i := range nodes {
-		f.startNode(t, f.nodeOptions(t, fmt.Sprintf("bench-%02d", i), 8, delay))
+		o := f.nodeOptions(t, fmt.Sprintf("bench-%02d", i), 8, delay)
+		// The product's lease and poll interval, not the tests' short ones
+		// (which make the other tests quick to see redeliveries).
+		o.LeaseTTL, o.PollInterval = 0, 0
+		f.startNode(t, o)
 	}
 	ctx := context.Background()
 	runtime.GC()

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -245,28 +246,35 @@ func inProgressEvery(ackWait time.Duration) time.Duration {
 	return max(ackWait/3, 50*time.Millisecond)
 }
 
-// progressEvery is the least time between two step events of a task, and
-// how long loading a model takes before the node says it is loading.
+// progressEvery is how long a task runs before its node says it started,
+// and the least time between two of its step or quick frame events.
 const progressEvery = 250 * time.Millisecond
 
-// render prepares the renderer and renders and uploads every frame. Its
-// events: "started" at once, "loading" when preparing takes progressEvery
-// or more, "step" at most every progressEvery while a frame renders, and
-// "frame" (with the frame's steps) once a frame is in S3, for every frame
-// that took progressEvery or more, else at most every progressEvery. The
-// coordinator says "done" to the job's listeners when it applies the
-// task's result.
+// render prepares the renderer and renders and uploads every frame. A task
+// quicker than progressEvery says nothing: its result says it all. A longer
+// one says "started" (and "loading", while its model still loads) once it
+// has run progressEvery, "step" at most every progressEvery while a frame
+// renders, and "frame" (with the frame's steps) once a frame is in S3, for
+// every frame that took progressEvery or more, else at most every
+// progressEvery. The coordinator says "done" to the job's listeners when it
+// applies the task's result.
 func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) error {
-	n.progress(task, wire.Progress{Stage: wire.StageStarted})
+	var preparing atomic.Bool
+	preparing.Store(true)
+	announce := time.AfterFunc(progressEvery, func() {
+		n.progress(task, wire.Progress{Stage: wire.StageStarted})
+		if preparing.Load() {
+			n.progress(task, wire.Progress{Stage: wire.StageLoading})
+		}
+	})
+	defer announce.Stop()
 	if task.Assemble != nil {
+		preparing.Store(false)
 		return n.assemble(ctx, task, res)
 	}
 	t0 := time.Now()
-	// "loading" only when loading takes a while: a model in memory is
-	// ready at once, and every event is a message the coordinator reads.
-	loading := time.AfterFunc(progressEvery, func() { n.progress(task, wire.Progress{Stage: wire.StageLoading}) })
 	err := n.r.Prepare(ctx, task)
-	loading.Stop()
+	preparing.Store(false)
 	if err != nil {
 		return err
 	}
