@@ -44,7 +44,7 @@ type registry struct {
 func newRegistry(cli *clientv3.Client, info wire.NodeInfo, ttl, refresh time.Duration, log hclog.Logger) *registry {
 	return &registry{
 		cli: cli, key: wire.NodeKey(info.ID), ttl: max(int(ttl/time.Second), 1),
-		minWrite: 200 * time.Millisecond, refresh: refresh, log: log,
+		minWrite: time.Second, refresh: refresh, log: log,
 		info: info, dirty: make(chan struct{}, 1),
 	}
 }
