@@ -79,17 +79,28 @@ type coord struct {
 // leads. It is stopped at cleanup unless stopped before.
 func (f *farm) startCoordinator(t testing.TB) *coord {
 	t.Helper()
+	return f.startCoordinatorWith(t, nil)
+}
+
+// startCoordinatorWith is startCoordinator with options changed by mutate
+// (when not nil) from the tests' quick ones.
+func (f *farm) startCoordinatorWith(t testing.TB, mutate func(*coordinator.Options)) *coord {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(coordinator.Options{
+	o := coordinator.Options{
 		NATS: f.natsConfig(), Etcd: f.etcdConfig(), S3: f.s3Config(),
 		Streams:  connect.StreamOptions{AckWait: ackWait},
 		Listener: ln, Token: f.token,
 		RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, ElectionTTL: 2 * time.Second,
 		Logger: testLogger(t, "coordinator"),
-	})
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	c, err := coordinator.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
