@@ -92,12 +92,8 @@ func watchJob(ctx context.Context, cli *client.Client, id string, w io.Writer) (
 			stepNote = fmt.Sprintf("%s step %d/%d", ev.Progress.NodeID, ev.Progress.Step, ev.Progress.Steps)
 			draw(false)
 		case ev.Progress != nil && (ev.Progress.Stage == wire.StageFrame || ev.Progress.Stage == wire.StageDone):
-			first, last, ok := ev.Progress.FrameRange()
-			for i := first; ok && i <= last; i++ {
-				arrived[i] = true
-			}
-			if ok {
-				stepNote = fmt.Sprintf("frame %d from %s", last, ev.Progress.NodeID)
+			if note := markArrived(arrived, ev.Progress); note != "" {
+				stepNote = note
 			}
 			draw(false)
 		}
@@ -122,6 +118,20 @@ func watchJob(ctx context.Context, cli *client.Client, id string, w io.Writer) (
 			last.ID, last.State, last.FramesDone, secs, rate, last.FramesFailed, last.GPUSeconds)
 	}
 	return last, nil
+}
+
+// markArrived marks the frames that a frame event or a task's done event
+// says are in, and returns a note naming the last of them ("" when the
+// event names no frame: an animation's assembly).
+func markArrived(arrived map[int]bool, p *wire.Progress) string {
+	lo, hi, ok := p.FrameRange()
+	if !ok {
+		return ""
+	}
+	for i := lo; i <= hi; i++ {
+		arrived[i] = true
+	}
+	return fmt.Sprintf("frame %d from %s", hi, p.NodeID)
 }
 
 // progressLine renders "[####....] 120/200 frames  6.1 img/s  ETA 13s ...".
