@@ -20,7 +20,7 @@ import (
 )
 
 // BenchmarkS3Gateway_PutSmall puts 300-byte objects (a load-test frame's
-// size) the way nodes put frames (connect.PutBytes) from 32 writers at once,
+// size) the way nodes put frames (S3Client.PutBytes) from 32 writers at once,
 // the farm bench's shape, and reports the CPU each PUT costs the gateway
 // child and this process.
 //
