@@ -178,19 +178,19 @@ const putBytesOnce = 16 << 20
 // small frame that buffer was half of what a node allocated.
 func (c *S3Client) PutBytes(ctx context.Context, bucket, key string, data []byte, contentType string) error {
 	opts := minio.PutObjectOptions{ContentType: contentType}
-	switch {
-	case len(data) > putBytesOnce:
+	if len(data) > putBytesOnce {
 		_, err := c.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), opts)
 		return err
-	case c.put != nil:
-		return c.put.do(ctx, bucket, key, data, contentType)
 	}
-	sha := sha256.Sum256(data)
-	sum := md5.Sum(data)
+	sha, sum := sha256.Sum256(data), md5.Sum(data)
+	payload, md5b64 := hex.EncodeToString(sha[:]), base64.StdEncoding.EncodeToString(sum[:])
+	if c.put != nil {
+		return c.put.do(ctx, bucket, key, data, contentType, payload, md5b64)
+	}
 	// DisableContentSha256 only turns off the chunked signing: the payload
 	// hash given here is signed instead.
 	opts.DisableContentSha256 = true
 	_, err := minio.Core{Client: c.Client}.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)),
-		base64.StdEncoding.EncodeToString(sum[:]), hex.EncodeToString(sha[:]), opts)
+		md5b64, payload, opts)
 	return err
 }

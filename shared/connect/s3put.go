@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/md5"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
@@ -84,11 +82,9 @@ func s3Path(bucket, key string) string {
 	return b.String()
 }
 
-// do puts data at bucket/key in one request.
-func (p *putter) do(ctx context.Context, bucket, key string, data []byte, contentType string) error {
-	sha := sha256.Sum256(data)
-	sum := md5.Sum(data)
-	payload := hex.EncodeToString(sha[:])
+// do puts data at bucket/key in one request; payload is the hex SHA-256
+// of data and md5b64 its base64 MD5.
+func (p *putter) do(ctx context.Context, bucket, key string, data []byte, contentType, payload, md5b64 string) error {
 	path := s3Path(bucket, key)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, p.base+path, bytes.NewReader(data))
 	if err != nil {
@@ -102,7 +98,6 @@ func (p *putter) do(ctx context.Context, bucket, key string, data []byte, conten
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	md5b64 := base64.StdEncoding.EncodeToString(sum[:])
 	h := req.Header
 	h["Content-Md5"] = []string{md5b64}
 	h["Content-Type"] = []string{contentType}
