@@ -100,7 +100,7 @@ func TestFarmBench(t *testing.T) {
 	normal.Normalize()
 	frames = normal.TotalFrames()
 
-	self0, kids0 := cpuTime(t)
+	self0, kids0 := cpuTime()
 	msgs0 := f.natsMessages(t)
 	start := time.Now()
 	st, err := cli.Submit(ctx, spec)
@@ -127,7 +127,7 @@ func TestFarmBench(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	wall := time.Since(start)
-	self1, kids1 := cpuTime(t)
+	self1, kids1 := cpuTime()
 	msgs1 := f.natsMessages(t)
 	cpu, kids := self1+kids1-self0-kids0, kids1-kids0
 	peakHeap, peakRSS := peak.stop()
@@ -277,30 +277,10 @@ func (f *farm) idleProbes(t *testing.T, cli *client.Client, n int) []time.Durati
 }
 
 // cpuTime is the CPU time used so far by this process and by its children
-// (the S3 gateway), from /proc.
-func cpuTime(t *testing.T) (own, children time.Duration) {
+// (the S3 gateway).
+func cpuTime() (own, children time.Duration) {
 	self := os.Getpid()
-	own = farmtest.ProcessCPU(self)
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(self) {
-			children += farmtest.ProcessCPU(pid)
-		}
-	}
-	return own, children
+	return farmtest.ProcessCPU(self), farmtest.ChildrenCPU(self)
 }
 
 // pct is the p-th percentile of ds (nearest rank).

@@ -415,22 +415,12 @@ func TestS3_ChildDiesWithParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !alive(child) {
+	if !farmtest.ProcessAlive(child) {
 		t.Fatalf("child %d not running while its parent lives", child)
 	}
 	if err := parent.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	parent.Wait()
-	farmtest.Eventually(t, 10*time.Second, func() bool { return !alive(child) })
-}
-
-// alive says whether pid runs (a zombie waiting for a reaper counts as dead).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+	farmtest.Eventually(t, 10*time.Second, func() bool { return !farmtest.ProcessAlive(child) })
 }
