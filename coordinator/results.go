@@ -158,9 +158,9 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 			exclusions = append(exclusions, *e)
 		}
 		if r.OK() && len(j.listeners) > 0 {
-			t := j.task(i)
+			steps := j.rec.Spec.Steps // normalized at submit, as every task's
 			p := wire.Progress{JobID: r.JobID, TaskID: r.TaskID, NodeID: r.NodeID, Stage: wire.StageDone,
-				Step: t.Steps, Steps: t.Steps, Time: r.FinishedAt}
+				Step: steps, Steps: steps, Time: r.FinishedAt}
 			for l := range j.listeners {
 				l.sendProgress(p)
 			}
