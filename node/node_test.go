@@ -9,7 +9,6 @@ import (
 	"image/png"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -480,17 +479,7 @@ func (s *slowLoad) Prepare(ctx context.Context, task *wire.Task) error {
 // progressOf collects the progress events of job until a result is in.
 func (f *testFarm) progressOf(t *testing.T, jobID string, tasks []wire.Task) []wire.Progress {
 	t.Helper()
-	var mu sync.Mutex
-	var got []wire.Progress
-	sub, err := f.nc.Subscribe(wire.ProgressSubject(jobID), func(m *nats.Msg) {
-		var p wire.Progress
-		if err := json.Unmarshal(m.Data, &p); err != nil {
-			t.Error(err)
-		}
-		mu.Lock()
-		got = append(got, p)
-		mu.Unlock()
-	})
+	sub, err := f.nc.SubscribeSync(wire.ProgressSubject(jobID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,12 +488,28 @@ func (f *testFarm) progressOf(t *testing.T, jobID string, tasks []wire.Task) []w
 	if res := f.results(t, len(tasks), 20*time.Second); len(res) != len(tasks) {
 		t.Fatalf("%d results, want %d", len(res), len(tasks))
 	}
+	// A node publishes a task's events before its result, on one
+	// connection, so once the results are in, a round trip to the server
+	// puts every event in sub's queue (an asynchronous handler might not
+	// have run yet).
 	if err := f.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return slices.Clone(got)
+	var got []wire.Progress
+	for {
+		m, err := sub.NextMsg(10 * time.Millisecond)
+		if errors.Is(err, nats.ErrTimeout) {
+			return got
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p wire.Progress
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p)
+	}
 }
 
 // stages spells the stages of events, with a frame's or step's counts.
