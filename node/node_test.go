@@ -540,7 +540,7 @@ func TestNode_ProgressSaysWhatTakesTime(t *testing.T) {
 	}
 
 	o := f.options("progress-slow", 8)
-	o.Renderer = &slowLoad{LoadTest: LoadTest{Delay: 1200 * time.Millisecond}, load: 400 * time.Millisecond}
+	o.Renderer = &slowLoad{LoadTest: LoadTest{Delay: 1200 * time.Millisecond}, load: 700 * time.Millisecond}
 	f.start(t, o)
 	events := f.progressOf(t, "progress-slow", job(t, "progress-slow", 1, 1, nil))
 	got := stages(events)
