@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -562,8 +563,11 @@ func TestCoordinator_Events_DoneForEachResult(t *testing.T) {
 	}
 	events := make(chan wire.Progress, 100)
 	streamed := make(chan error, 1)
+	opened := make(chan struct{})
 	go func() {
+		var once sync.Once
 		streamed <- r.cli.Events(ctx, st.ID, func(ev wire.JobEvent) error {
+			once.Do(func() { close(opened) }) // the job's first status: we listen
 			if ev.Progress != nil {
 				events <- *ev.Progress
 			}
@@ -571,7 +575,11 @@ func TestCoordinator_Events_DoneForEachResult(t *testing.T) {
 		})
 		close(events)
 	}()
-	time.Sleep(200 * time.Millisecond) // the stream is open before any result
+	select {
+	case <-opened:
+	case err := <-streamed:
+		t.Fatalf("events stream ended before it opened: %v", err)
+	}
 	(&testNode{id: "n1", classes: wire.ClassesForNode(wire.BackendCPU, 8<<30)}).start(t, f)
 	done := map[string]string{}
 	started := 0
