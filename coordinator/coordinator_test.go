@@ -264,6 +264,9 @@ func TestCoordinator_Cancel_PurgesAndAnnounces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
 	st, err := r.cli.Submit(ctx, tinySpec(40))
 	if err != nil {
 		t.Fatal(err)
