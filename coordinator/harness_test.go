@@ -213,7 +213,8 @@ func (n *testNode) handle(ctx context.Context, t *testing.T, nc *nats.Conn, js j
 	}
 	p, _ := json.Marshal(wire.Progress{JobID: task.JobID, TaskID: task.ID, NodeID: n.id, Stage: wire.StageStarted, Time: time.Now()})
 	_ = nc.Publish(wire.ProgressSubject(task.JobID), p)
-	res := wire.Result{TaskID: task.ID, JobID: task.JobID, NodeID: n.id, Attempt: task.Attempt, StartedAt: time.Now(), GPU: "test"}
+	res := wire.Result{TaskID: task.ID, JobID: task.JobID, NodeID: n.id, Attempt: task.Attempt, StartedAt: time.Now(), GPU: "test",
+		Steps: task.Steps}
 	if n.fail != nil {
 		res.Error = n.fail(task)
 	}

@@ -158,9 +158,8 @@ func (c *Coordinator) applyResults(msgs []jetstream.Msg) []string {
 			exclusions = append(exclusions, *e)
 		}
 		if r.OK() && len(j.listeners) > 0 {
-			steps := j.rec.Spec.Steps // normalized at submit, as every task's
 			p := wire.Progress{JobID: r.JobID, TaskID: r.TaskID, NodeID: r.NodeID, Stage: wire.StageDone,
-				Step: steps, Steps: steps, Time: r.FinishedAt}
+				Step: r.Steps, Steps: r.Steps, Time: r.FinishedAt}
 			for l := range j.listeners {
 				l.sendProgress(p)
 			}

@@ -556,3 +556,29 @@ func TestNode_ProgressSaysWhatTakesTime(t *testing.T) {
 		}
 	}
 }
+
+// strengthSteps runs the last part of the schedule only, as an init image
+// below strength 1 does.
+type strengthSteps struct{ LoadTest }
+
+func (s *strengthSteps) Render(ctx context.Context, task *wire.Task, frame wire.Frame, progress func(step, total int)) ([]byte, error) {
+	return s.LoadTest.Render(ctx, task, frame, func(step, total int) {
+		if step > total/2 {
+			progress(step-total/2, total-total/2)
+		}
+	})
+}
+
+// The result says how many steps its frames ran, which the coordinator's
+// done event reports: for an init image, fewer than the spec's.
+func TestNode_ResultSaysTheStepsRun(t *testing.T) {
+	f := newTestFarm(t)
+	o := f.options("steps-run", 8)
+	o.Renderer = &strengthSteps{}
+	f.start(t, o)
+	f.publish(t, job(t, "steps-run", 2, 2, nil)...)
+	res := f.results(t, 1, 20*time.Second)
+	if len(res) != 1 || !res[0].OK() || res[0].Steps != 2 {
+		t.Fatalf("results %+v, want one that ran 2 of the spec's 4 steps", res)
+	}
+}

@@ -307,6 +307,7 @@ func (n *Node) render(ctx context.Context, task *wire.Task, res *wire.Result) er
 			return err
 		}
 		res.Timings.UploadMS += time.Since(rendered).Milliseconds()
+		res.Steps = steps
 		res.Frames = append(res.Frames, wire.FrameResult{Index: f.Index, Seed: f.Seed, Key: f.Key,
 			Bytes: int64(len(png)), RenderMS: time.Since(fstart).Milliseconds(),
 			GPUSeconds: rendered.Sub(fstart).Seconds()})

@@ -14,6 +14,9 @@ type Result struct {
 	Delivery int `json:"delivery,omitempty"`
 	// Frames lists the frames written (all of them on success).
 	Frames []FrameResult `json:"frames,omitempty"`
+	// Steps is how many denoising steps each frame ran: the spec's, or
+	// fewer for an init image below strength 1.
+	Steps int `json:"steps,omitempty"`
 	// Outputs are the files an assemble task wrote, Notes what it could
 	// not make and why (e.g. no MP4 without ffmpeg).
 	Outputs    []OutputFile `json:"outputs,omitempty"`
@@ -92,7 +95,7 @@ const (
 	StageLoading = "loading" // loading or fetching the model takes a while
 	StageStep    = "step"    // a denoising step finished (a few a second at most)
 	StageFrame   = "frame"   // a frame is in S3 (Step and Steps: its steps); quick frames at most a few a second
-	StageDone    = "done"    // every frame of the task is in (Step and Steps: each one's); the coordinator says this one
+	StageDone    = "done"    // every frame of the task is in (Step and Steps: each one's, Result.Steps); the coordinator says this one
 )
 
 // Progress is a best-effort event a node publishes on ProgressSubject(job),
