@@ -288,7 +288,10 @@ func (c *Coordinator) publishAll(ctx context.Context, msgs []*nats.Msg) []error 
 	woken := map[string]bool{}
 	for k, m := range msgs {
 		class, prio, _, ok := wire.ParseTaskSubject(m.Subject)
-		if wake := wire.WakeSubject(class, prio); ok && errs[k] == nil && !woken[wake] {
+		if !ok || errs[k] != nil {
+			continue
+		}
+		if wake := wire.WakeSubject(class, prio); !woken[wake] {
 			woken[wake] = true
 			_ = c.nc.Publish(wake, nil)
 		}
