@@ -21,8 +21,10 @@ func procStat(pid int) []string {
 
 // ProcessCPU is the user and system CPU time process pid has used so far
 // (100 clock ticks a second), or 0 when it cannot be read.
-func ProcessCPU(pid int) time.Duration {
-	fields := procStat(pid)
+func ProcessCPU(pid int) time.Duration { return statCPU(procStat(pid)) }
+
+// statCPU is the CPU time in a procStat.
+func statCPU(fields []string) time.Duration {
 	if len(fields) < 13 {
 		return 0
 	}
@@ -46,7 +48,7 @@ func ChildrenCPU(pid int) time.Duration {
 			continue
 		}
 		if fields := procStat(child); len(fields) > 1 && fields[1] == parent {
-			total += ProcessCPU(child)
+			total += statCPU(fields)
 		}
 	}
 	return total
